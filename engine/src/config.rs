@@ -1,0 +1,146 @@
+//! The engine's configuration: one struct, every field a named limit with its unit last and a
+//! default. `net` fills it from TOML and `--set`; tests use `EngineConfig::for_tests`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Acknowledge after the fdatasync of the record's batch returned (group commit).
+    #[default]
+    Sync,
+    /// Acknowledge at once; the WAL writer syncs every `durability_batch_ms`. A crash may lose
+    /// the last `durability_batch_ms` of acknowledged writes.
+    Batch,
+}
+
+/// WAL settings.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// Directory holding the segment files.
+    pub dir: PathBuf,
+    /// A segment is rolled when it would grow past this size.
+    pub segment_bytes_max: u64,
+    /// Depth of the append queue in front of the writer thread; full → `Error::Overloaded`.
+    pub queue_depth_max: usize,
+    /// Largest batch the writer assembles before one fdatasync.
+    pub batch_bytes_max: usize,
+    /// Largest single record payload; larger appends are rejected (a programmer error upstream).
+    pub record_bytes_max: usize,
+    pub durability: Durability,
+    /// In `batch` durability, the interval between fdatasyncs.
+    pub durability_batch_ms: u64,
+    /// Preallocate new segments to `segment_bytes_max` (fallocate) so appends overwrite
+    /// allocated blocks, which halves the fdatasync cost on this disk.
+    pub preallocate: bool,
+}
+
+impl WalConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        WalConfig {
+            dir,
+            segment_bytes_max: 64 * 1024 * 1024,
+            queue_depth_max: 65_536,
+            batch_bytes_max: 4 * 1024 * 1024,
+            record_bytes_max: 1024 * 1024,
+            durability: Durability::Sync,
+            durability_batch_ms: 10,
+            preallocate: true,
+        }
+    }
+}
+
+/// Everything the engine needs to open. Built by `net` from TOML and `--set`, or by an embedding
+/// program directly.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The data directory: `wal/` (segments), `sled/` (checkpoints), `LOCK`.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// In `batch` durability, the interval between fdatasyncs (the data-loss window).
+    pub durability_batch_ms: u64,
+    /// Number of actor arbiters (threads). Ids hash to a shard.
+    pub shards: usize,
+    /// Messages waiting for one actor before it reports `Overloaded`.
+    pub mailbox_depth_max: usize,
+    /// An actor idle (no message) for this long is snapshotted and stopped.
+    pub passivate_after_ms: u64,
+    /// Interval between background checkpoint passes.
+    pub checkpoint_interval_ms: u64,
+    /// A WAL segment is rolled past this size.
+    pub wal_segment_bytes_max: u64,
+    /// Depth of the WAL append queue; full → `Overloaded`.
+    pub wal_queue_depth_max: usize,
+    /// Preallocate WAL segments (see `WalConfig::preallocate`).
+    pub wal_preallocate: bool,
+    /// sled's page cache size.
+    pub sled_cache_bytes: u64,
+    /// The social workload's ground rules and password hashing cost.
+    pub social: crate::social::SocialConfig,
+}
+
+impl EngineConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            durability: Durability::Sync,
+            durability_batch_ms: 10,
+            shards: 1,
+            mailbox_depth_max: 1024,
+            passivate_after_ms: 300_000,
+            checkpoint_interval_ms: 1_000,
+            wal_segment_bytes_max: 64 * 1024 * 1024,
+            wal_queue_depth_max: 65_536,
+            wal_preallocate: true,
+            sled_cache_bytes: 256 * 1024 * 1024,
+            social: crate::social::SocialConfig::default(),
+        }
+    }
+
+    /// Small, fast settings for tests: tiny segments, no preallocation, frequent checkpoints.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            wal_segment_bytes_max: 256 * 1024,
+            wal_preallocate: false,
+            checkpoint_interval_ms: 50,
+            sled_cache_bytes: 8 * 1024 * 1024,
+            social: crate::social::SocialConfig::for_tests(),
+            ..EngineConfig::new(data_dir)
+        }
+    }
+
+    /// Checks relations between limits; called by `Engine::open`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 256 {
+            return Err(format!("shards must be 1..=256, got {}", self.shards));
+        }
+        if self.mailbox_depth_max == 0 {
+            return Err("mailbox_depth_max must be at least 1".into());
+        }
+        if self.wal_queue_depth_max == 0 {
+            return Err("wal_queue_depth_max must be at least 1".into());
+        }
+        if self.wal_segment_bytes_max < 64 * 1024 {
+            return Err("wal_segment_bytes_max must be at least 65536".into());
+        }
+        if self.durability_batch_ms == 0 {
+            return Err("durability_batch_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn wal_config(&self) -> WalConfig {
+        WalConfig {
+            segment_bytes_max: self.wal_segment_bytes_max,
+            queue_depth_max: self.wal_queue_depth_max,
+            durability: self.durability,
+            durability_batch_ms: self.durability_batch_ms,
+            preallocate: self.wal_preallocate,
+            ..WalConfig::new(self.data_dir.join("wal"))
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! A demonstration domain: named counters. It exercises every part of the runtime (commands,
+//! reads, events to another actor, snapshots, replay) and backs the foundation's crash test. Not a
+//! product feature; the social workload is the first real user of the engine.
+//!
+//! A counter has a value and a table of values mirrored from other counters: `Add` with `mirror_to`
+//! logs one record carrying the counter's own event and a `Mirrored` event for the other counter,
+//! an idempotent assignment, as the runtime requires of events for other actors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::store::{SnapshotBatch, Store};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CounterEvent {
+    Added { by: i64 },
+    Mirrored { from: u64, value: i64 },
+}
+
+#[derive(Debug)]
+pub enum CounterCommand {
+    /// Adds `by`; with `mirror_to`, also records the new value in that counter's mirror table.
+    Add { by: i64, mirror_to: Option<u64> },
+    Get,
+}
+
+/// A counter's public view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterView {
+    pub id: u64,
+    pub value: i64,
+    pub mirrors: BTreeMap<u64, i64>,
+}
+
+#[derive(Debug, Default)]
+pub struct Counter {
+    id: u64,
+    value: i64,
+    mirrors: BTreeMap<u64, i64>,
+    value_dirty: bool,
+    mirrors_dirty: Vec<u64>,
+}
+
+impl Counter {
+    fn view(&self) -> CounterView {
+        CounterView {
+            id: self.id,
+            value: self.value,
+            mirrors: self.mirrors.clone(),
+        }
+    }
+}
+
+const VALUE: &[u8] = b"value";
+const MIRROR: &[u8] = b"mirror/";
+
+impl Entity for Counter {
+    const KIND: Kind = Kind::Counter;
+    type Command = CounterCommand;
+    type Reply = CounterView;
+
+    fn load(id: u64, store: &Store) -> Result<Self> {
+        let key = ActorKey::new(Kind::Counter, id);
+        let mut counter = Counter {
+            id,
+            ..Counter::default()
+        };
+        for (sub, value) in store.scan::<i64>(key)? {
+            if sub == VALUE {
+                counter.value = value;
+            } else if let Some(from) = sub.strip_prefix(MIRROR) {
+                let from: [u8; 8] = from
+                    .try_into()
+                    .map_err(|_| Error::Store(format!("counter {id}: bad mirror key")))?;
+                counter.mirrors.insert(u64::from_be_bytes(from), value);
+            }
+        }
+        Ok(counter)
+    }
+
+    fn decide(&self, command: CounterCommand, ctx: &Ctx<'_>) -> Result<Decision<CounterView>> {
+        match command {
+            CounterCommand::Get => Ok(Decision::read(self.view())),
+            CounterCommand::Add { by, mirror_to } => {
+                let value = self
+                    .value
+                    .checked_add(by)
+                    .ok_or_else(|| Error::invalid("invalid_field", "counter would overflow"))?;
+                let mut events = vec![(ctx.key, Event::Counter(CounterEvent::Added { by }))];
+                if let Some(other) = mirror_to {
+                    if other == self.id {
+                        return Err(Error::invalid("invalid_field", "cannot mirror to itself"));
+                    }
+                    events.push((
+                        ActorKey::new(Kind::Counter, other),
+                        Event::Counter(CounterEvent::Mirrored {
+                            from: self.id,
+                            value,
+                        }),
+                    ));
+                }
+                let mut view = self.view();
+                view.value = value;
+                Ok(Decision {
+                    events,
+                    reply: view,
+                })
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Counter(CounterEvent::Added { by }) => {
+                self.value += by;
+                self.value_dirty = true;
+            }
+            Event::Counter(CounterEvent::Mirrored { from, value }) => {
+                self.mirrors.insert(*from, *value);
+                self.mirrors_dirty.push(*from);
+            }
+            other => unreachable!("not a counter event: {other:?}"),
+        }
+    }
+
+    fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
+        if std::mem::take(&mut self.value_dirty) {
+            batch.put(key, VALUE, &self.value);
+        }
+        for from in std::mem::take(&mut self.mirrors_dirty) {
+            let mut sub = MIRROR.to_vec();
+            sub.extend_from_slice(&from.to_be_bytes());
+            batch.put(key, &sub, &self.mirrors[&from]);
+        }
+    }
+
+    fn directory(directories: &Directories) -> &Directory<Self> {
+        &directories.counter
+    }
+}

@@ -1,0 +1,393 @@
+//! Switchyard's engine: actors, the write-ahead log, sled checkpoints and the domains. It knows
+//! nothing of HTTP, JSON or JWT; `switchyard-net` and embedding programs call it through
+//! [`Engine`].
+//!
+//! # Layout
+//! - [`wal`]: segment files, record framing, group commit, recovery scan.
+//! - [`store`]: sled checkpoints (per-actor snapshots) and the meta record; the data-dir lock.
+//! - [`runtime`]: the actor API in front of actix: directory, activation, passivation, the
+//!   write path, coverage tracking, the checkpointer, start-up replay.
+//! - [`clock`]: the only source of time. [`codec`]: the only byte format. [`metrics`]: counters
+//!   and histograms. [`config`]: every limit, with its default.
+//! - [`demo`]: a counter domain that exercises the runtime.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchyard_engine::{Engine, EngineConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let engine = Engine::open(EngineConfig::for_tests(dir.path()))?;
+//! let counter = engine.counters().add(7, 5, None).await?; // durable when it returns
+//! assert_eq!(counter.value, 5);
+//! engine.shutdown()?;
+//! drop(engine); // releases the data-dir lock
+//!
+//! let engine = Engine::open(EngineConfig::for_tests(dir.path()))?;
+//! assert_eq!(engine.counters().get(7).await?.value, 5);
+//! # engine.shutdown()?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod clock;
+pub mod codec;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod metrics;
+pub mod runtime;
+pub mod social;
+pub mod store;
+pub mod wal;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use config::{Durability, EngineConfig};
+pub use error::{Error, Result};
+pub use runtime::CheckpointReport;
+
+use runtime::{checkpoint, recovery::Replay, tracker::Tracker, Directories, Shared};
+use store::{DirLock, Store};
+use wal::Wal;
+
+/// What start-up recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryInfo {
+    /// Coverage LSN read from sled before replay.
+    pub coverage_lsn: u64,
+    /// WAL records replayed (above the coverage LSN).
+    pub records_replayed: u64,
+    /// Events applied to actors during replay.
+    pub events_applied: u64,
+    /// Actors snapshotted after replay.
+    pub actors_restored: usize,
+    /// Bytes of torn tail dropped from the WAL.
+    pub torn_bytes_dropped: u64,
+    /// The last LSN in the log after recovery.
+    pub last_lsn: u64,
+    /// Wall time of recovery, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+struct Background {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    system: actix_rt::System,
+    system_thread: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    background: Arc<Background>,
+    pass_lock: Arc<Mutex<()>>,
+    checkpoint_failed: Arc<AtomicBool>,
+    closed: AtomicBool,
+    recovery: RecoveryInfo,
+    post_ids: social::PostIds,
+    _lock: DirLock,
+}
+
+/// An open engine. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Opens the engine on `config.data_dir` with the system clock: lock the directory, open sled,
+    /// replay the WAL tail, checkpoint what was replayed, start the actors and the checkpointer.
+    /// Blocking; returns when the engine is ready.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        Engine::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`Engine::open`], with the given clock (tests use a [`ManualClock`]).
+    pub fn open_with_clock(config: EngineConfig, clock: SharedClock) -> Result<Engine> {
+        config
+            .validate()
+            .map_err(|message| Error::invalid("invalid_config", message))?;
+        let started = std::time::Instant::now();
+        let lock = DirLock::acquire(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("sled"), config.sled_cache_bytes)?;
+        let meta = store.meta()?;
+        let mut replay = Replay::new(&store);
+        let (wal, report) = Wal::open(config.wal_config(), meta.coverage_lsn, |lsn, payload| {
+            replay.apply_record(lsn, payload)
+        })?;
+        let records_replayed = replay.records;
+        let events_applied = replay.events_applied;
+        let actors_restored = replay.checkpoint()?;
+        let last_lsn = wal.next_lsn() - 1;
+        if last_lsn > meta.coverage_lsn {
+            store.write_meta(last_lsn)?;
+            wal.remove_covered(last_lsn)?;
+        }
+        let post_ids = social::PostIds::new(social::posts::PostIndex::next_post_id(&store)?);
+        let (system, system_thread, shards) = start_actor_system(config.shards)?;
+        let shared = Arc::new(Shared {
+            wal,
+            store,
+            tracker: Tracker::default(),
+            clock,
+            config,
+            shards,
+            directories: Directories::default(),
+        });
+        let background = Arc::new(Background {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let pass_lock = Arc::new(Mutex::new(()));
+        let checkpoint_failed = Arc::new(AtomicBool::new(false));
+        let checkpointer = spawn_checkpointer(
+            shared.clone(),
+            background.clone(),
+            pass_lock.clone(),
+            checkpoint_failed.clone(),
+        )?;
+        let recovery = RecoveryInfo {
+            coverage_lsn: meta.coverage_lsn,
+            records_replayed,
+            events_applied,
+            actors_restored,
+            torn_bytes_dropped: report.torn_bytes_dropped,
+            last_lsn,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(?recovery, "engine recovered");
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                shared,
+                system,
+                system_thread: Mutex::new(Some(system_thread)),
+                checkpointer: Mutex::new(Some(checkpointer)),
+                background,
+                pass_lock,
+                checkpoint_failed,
+                closed: AtomicBool::new(false),
+                recovery,
+                post_ids,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// What recovery did at open.
+    pub fn recovery(&self) -> &RecoveryInfo {
+        &self.inner.recovery
+    }
+
+    /// True while the engine accepts writes: not shut down, WAL not poisoned, checkpoints working.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+            && !self.inner.shared.wal.is_poisoned()
+            && !self.inner.checkpoint_failed.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.shared.config
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.shared.clock
+    }
+
+    /// The social workload (see [`social`]).
+    pub fn social(&self) -> social::Social<'_> {
+        social::Social {
+            shared: &self.inner.shared,
+            post_ids: &self.inner.post_ids,
+            config: &self.inner.shared.config.social,
+        }
+    }
+
+    /// The demonstration counters.
+    pub fn counters(&self) -> Counters<'_> {
+        Counters { engine: self }
+    }
+
+    /// Runs a checkpoint pass now (the background checkpointer also runs them).
+    pub fn checkpoint(&self) -> Result<CheckpointReport> {
+        let _pass = self.inner.pass_lock.lock().expect("pass lock not poisoned");
+        checkpoint::run_pass(&self.inner.shared)
+    }
+
+    /// Number of actors currently active (in memory), all kinds.
+    pub fn active_actors(&self) -> usize {
+        self.inner
+            .shared
+            .directories
+            .all()
+            .iter()
+            .map(|directory| directory.active_count())
+            .sum()
+    }
+
+    /// Appends the engine's metrics in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let shared = &self.inner.shared;
+        shared.wal.render_metrics(out);
+        let _ = writeln!(
+            out,
+            "# TYPE switchyard_actors_active gauge\nswitchyard_actors_active {}",
+            self.active_actors()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE switchyard_checkpoint_holds gauge\nswitchyard_checkpoint_holds {}",
+            shared.tracker.held_count()
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE switchyard_ready gauge\nswitchyard_ready {}",
+            u8::from(self.is_ready())
+        );
+    }
+
+    /// Stops the engine in order: stop the checkpointer, sync the WAL, take a last checkpoint,
+    /// stop the actors, close the WAL. Idempotent. Requests still in flight get `Unavailable`.
+    pub fn shutdown(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        *inner.background.stop.lock().expect("stop lock") = true;
+        inner.background.wake.notify_all();
+        if let Some(thread) = inner.checkpointer.lock().expect("join lock").take() {
+            let _ = thread.join();
+        }
+        let shared = &inner.shared;
+        let mut outcome = shared.wal.sync();
+        if outcome.is_ok() && !inner.checkpoint_failed.load(Ordering::Acquire) {
+            let _pass = inner.pass_lock.lock().expect("pass lock not poisoned");
+            outcome = checkpoint::run_pass(shared).map(|_| ());
+        }
+        inner.system.stop();
+        if let Some(thread) = inner.system_thread.lock().expect("join lock").take() {
+            let _ = thread.join();
+        }
+        let closed = shared.wal.close();
+        outcome.and(closed)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            *self.background.stop.lock().expect("stop lock") = true;
+            self.background.wake.notify_all();
+            if let Some(thread) = self.checkpointer.lock().expect("join lock").take() {
+                let _ = thread.join();
+            }
+            self.system.stop();
+            if let Some(thread) = self.system_thread.lock().expect("join lock").take() {
+                let _ = thread.join();
+            }
+            let _ = self.shared.wal.close();
+        }
+    }
+}
+
+/// Starts the actor system on its own thread: the system arbiter is shard 0, and `shards - 1`
+/// more arbiters (threads) are added.
+fn start_actor_system(
+    shards: usize,
+) -> Result<(
+    actix_rt::System,
+    JoinHandle<()>,
+    Vec<actix_rt::ArbiterHandle>,
+)> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("switchyard-actors".into())
+        .spawn(move || {
+            let runner = actix_rt::System::new();
+            let system = actix_rt::System::current();
+            let mut handles = vec![system.arbiter().clone()];
+            let mut extra = Vec::new();
+            for _ in 1..shards {
+                let arbiter = actix_rt::Arbiter::new();
+                handles.push(arbiter.handle());
+                extra.push(arbiter);
+            }
+            // The receiver waits for this message; it cannot be gone.
+            let _ = sender.send((system, handles));
+            if let Err(error) = runner.run() {
+                tracing::error!(%error, "actor system stopped with an error");
+            }
+            for arbiter in extra {
+                arbiter.stop();
+                let _ = arbiter.join();
+            }
+        })
+        .map_err(|e| Error::io("spawn actor system thread", e))?;
+    let (system, handles) = receiver
+        .recv()
+        .map_err(|_| Error::Unavailable("actor system failed to start"))?;
+    Ok((system, thread, handles))
+}
+
+fn spawn_checkpointer(
+    shared: Arc<Shared>,
+    background: Arc<Background>,
+    pass_lock: Arc<Mutex<()>>,
+    failed: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>> {
+    let interval = Duration::from_millis(shared.config.checkpoint_interval_ms);
+    std::thread::Builder::new()
+        .name("switchyard-checkpointer".into())
+        .spawn(move || loop {
+            {
+                let stop = background.stop.lock().expect("stop lock");
+                let (stop, _) = background
+                    .wake
+                    .wait_timeout_while(stop, interval, |stop| !*stop)
+                    .expect("stop lock");
+                if *stop {
+                    return;
+                }
+            }
+            let _pass = pass_lock.lock().expect("pass lock not poisoned");
+            if let Err(error) = checkpoint::run_pass(&shared) {
+                tracing::error!(%error, "checkpoint failed; checkpointing stops, the WAL keeps every change");
+                failed.store(true, Ordering::Release);
+                return;
+            }
+        })
+        .map_err(|e| Error::io("spawn checkpointer thread", e))
+}
+
+/// The demonstration counters (see [`demo`]).
+pub struct Counters<'a> {
+    engine: &'a Engine,
+}
+
+impl Counters<'_> {
+    /// Adds `by` to counter `id`; with `mirror_to`, records the new value in that counter too,
+    /// atomically. Returns once durable.
+    pub async fn add(&self, id: u64, by: i64, mirror_to: Option<u64>) -> Result<demo::CounterView> {
+        self.engine
+            .shared()
+            .ask::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
+            .await
+    }
+
+    pub async fn get(&self, id: u64) -> Result<demo::CounterView> {
+        self.engine
+            .shared()
+            .ask::<demo::Counter>(id, demo::CounterCommand::Get)
+            .await
+    }
+}

@@ -1,0 +1,234 @@
+//! The actix actor that hosts one [`Entity`]. Owns the entity's state, its last applied LSN and
+//! its dirty hold; runs the write path steps 2–4 of the module docs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
+use tokio::sync::oneshot;
+
+use super::{Ctx, Entity, Event, Record, Shared};
+use crate::codec;
+use crate::error::Result;
+use crate::store::SnapshotBatch;
+
+/// The reply channel of a command: the result and the LSN the caller must see durable first.
+pub(crate) type ReplySender<R> = oneshot::Sender<(Result<R>, u64)>;
+
+pub(crate) struct EntityActor<E: Entity> {
+    pub key: super::ActorKey,
+    pub state: E,
+    pub shared: Arc<Shared>,
+    /// Messages queued for this actor and not yet handled (shared with its directory entry).
+    pub pending: Arc<AtomicUsize>,
+    /// Highest LSN reflected in the in-memory state.
+    pub last_applied: u64,
+    /// The floor of this actor's hold while it is dirty (events since its last snapshot).
+    pub dirty_floor: Option<u64>,
+    /// Highest LSN of a snapshot of this actor written to sled.
+    pub snapshot_written: u64,
+    /// Clock time of the last handled message, for passivation.
+    pub last_active_ms: u64,
+}
+
+impl<E: Entity> EntityActor<E> {
+    fn touch(&mut self) {
+        self.last_active_ms = self.shared.clock.now_ms();
+    }
+
+    fn handled(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Steps 2–4: decide, log, apply, deliver. Returns the result and the LSN to wait for.
+    fn run_command(&mut self, command: E::Command) -> (Result<E::Reply>, u64) {
+        let ctx = Ctx {
+            key: self.key,
+            now_ms: self.shared.clock.now_ms(),
+            config: &self.shared.config,
+        };
+        let decision = match self.state.decide(command, &ctx) {
+            Ok(decision) => decision,
+            Err(error) => return (Err(error), self.last_applied),
+        };
+        if decision.events.is_empty() {
+            return (Ok(decision.reply), self.last_applied);
+        }
+        let shared = &self.shared;
+        // Holds are taken before the LSN exists, at a floor no greater than it.
+        let floor = shared.wal.next_lsn();
+        let foreign_count = decision
+            .events
+            .iter()
+            .filter(|(key, _)| *key != self.key)
+            .count();
+        let newly_dirty = self.dirty_floor.is_none();
+        if newly_dirty {
+            shared.tracker.mark_dirty(self.key, floor);
+        }
+        for _ in 0..foreign_count {
+            shared.tracker.hold(floor);
+        }
+        let record = Record {
+            origin: self.key,
+            entries: decision.events,
+        };
+        let lsn = match shared.wal.append(codec::encode(&record)) {
+            Ok(lsn) => lsn,
+            Err(error) => {
+                // Nothing was logged: give back every hold taken for it.
+                for _ in 0..foreign_count + usize::from(newly_dirty) {
+                    shared.tracker.release(floor);
+                }
+                return (Err(error), self.last_applied);
+            }
+        };
+        if newly_dirty {
+            self.dirty_floor = Some(floor);
+        }
+        for (key, event) in record.entries {
+            if key == self.key {
+                self.state.apply(&event);
+            } else {
+                shared
+                    .directories
+                    .any(key.kind)
+                    .deliver_foreign(shared, key.id, event, lsn, floor);
+            }
+        }
+        self.last_applied = lsn;
+        (Ok(decision.reply), lsn)
+    }
+}
+
+impl<E: Entity> Actor for EntityActor<E> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let check_ms = (self.shared.config.passivate_after_ms / 4).clamp(10, 60_000);
+        ctx.run_interval(Duration::from_millis(check_ms), |actor, ctx| {
+            actor.maybe_passivate(ctx)
+        });
+    }
+}
+
+impl<E: Entity> EntityActor<E> {
+    fn maybe_passivate(&mut self, ctx: &mut Context<Self>) {
+        let idle_ms = self
+            .shared
+            .clock
+            .now_ms()
+            .saturating_sub(self.last_active_ms);
+        let clean = self.dirty_floor.is_none() && self.snapshot_written >= self.last_applied;
+        if idle_ms >= self.shared.config.passivate_after_ms
+            && clean
+            && E::directory(&self.shared.directories).remove_if_idle(self.key.id, &self.pending)
+        {
+            ctx.stop();
+        }
+    }
+}
+
+/// A command for the entity.
+pub(crate) struct Ask<E: Entity> {
+    pub command: E::Command,
+    pub reply: ReplySender<E::Reply>,
+}
+
+impl<E: Entity> Message for Ask<E> {
+    type Result = ();
+}
+
+impl<E: Entity> Handler<Ask<E>> for EntityActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, message: Ask<E>, _: &mut Self::Context) {
+        self.touch();
+        let outcome = self.run_command(message.command);
+        // The caller may have gone away (e.g. a dropped HTTP request); the change stands.
+        let _ = message.reply.send(outcome);
+        self.handled();
+    }
+}
+
+/// An event another actor decided for this one, logged at `lsn`, carrying a hold at `floor`.
+pub(crate) struct Foreign {
+    pub event: Event,
+    pub lsn: u64,
+    pub floor: u64,
+}
+
+impl Message for Foreign {
+    type Result = ();
+}
+
+impl<E: Entity> Handler<Foreign> for EntityActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, message: Foreign, _: &mut Self::Context) {
+        self.touch();
+        self.state.apply_foreign(&message.event);
+        self.last_applied = self.last_applied.max(message.lsn);
+        if self.dirty_floor.is_none() {
+            // Transfer the message's hold to this actor's dirty hold.
+            self.dirty_floor = Some(message.floor);
+            self.shared.tracker.mark_dirty_with_held(self.key);
+        } else {
+            self.shared.tracker.release(message.floor);
+        }
+        self.handled();
+    }
+}
+
+/// A snapshot taken for the checkpointer: the changed parts, the LSN they reflect and the floor
+/// of the hold to release once they are flushed.
+pub(crate) struct TakenSnapshot {
+    pub batch: SnapshotBatch,
+    pub lsn: u64,
+    pub floor: u64,
+}
+
+pub(crate) struct TakeSnapshot {
+    pub reply: crossbeam_channel::Sender<Option<TakenSnapshot>>,
+}
+
+impl Message for TakeSnapshot {
+    type Result = ();
+}
+
+impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, message: TakeSnapshot, _: &mut Self::Context) {
+        let taken = self.dirty_floor.take().map(|floor| {
+            let mut batch = SnapshotBatch::default();
+            self.state.save(self.key, &mut batch);
+            TakenSnapshot {
+                batch,
+                lsn: self.last_applied,
+                floor,
+            }
+        });
+        let _ = message.reply.send(taken);
+        self.handled();
+    }
+}
+
+/// The checkpointer wrote this actor's snapshot at `lsn` to sled.
+pub(crate) struct SnapshotWritten {
+    pub lsn: u64,
+}
+
+impl Message for SnapshotWritten {
+    type Result = ();
+}
+
+impl<E: Entity> Handler<SnapshotWritten> for EntityActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, message: SnapshotWritten, _: &mut Self::Context) {
+        self.snapshot_written = self.snapshot_written.max(message.lsn);
+        self.handled();
+    }
+}

@@ -1,0 +1,186 @@
+//! The actor runtime: our own small actor API in front of actix, so a later swap touches only
+//! this module. Domain code implements [`Entity`] (state, `decide`, `apply`, `save`, `load`) and
+//! never sees actix.
+//!
+//! # The write path (DESIGN.md)
+//! 1. A command is addressed to one actor (`ActorKey`); the [`Directory`] activates it if needed
+//!    (load its snapshot from sled, or create it empty) on its shard's arbiter.
+//! 2. The actor's `decide` validates the command against its state and returns events (already
+//!    validated facts) and a reply. Commands are never logged; events are.
+//! 3. The events of one command, for this actor and possibly others, go to the WAL as ONE record
+//!    (a crash keeps all of them or none).
+//! 4. The actor applies its own events at once; events for other actors are delivered to them
+//!    (they must be idempotent assignments, because replay re-applies them).
+//! 5. The caller gets the reply only after the WAL is durable up to the LSN the reply reflects
+//!    (`sync` durability). Reads and rejections carry the actor's last applied LSN, so no reply
+//!    ever reveals state a crash could lose.
+//!
+//! # Mailboxes
+//! Every actor's mailbox is bounded by `mailbox_depth_max`, enforced by the directory's per-actor
+//! pending counter *before* a message is queued (full → `Error::Overloaded`). actix's own capacity
+//! is not used: its `try_send` parks per sender clone and admits one extra message per clone, so it
+//! is not a hard bound. The same counter makes passivation race-free: an actor leaves the
+//! directory only under its stripe lock with nothing pending.
+//!
+//! Invariants:
+//! - Only actors mutate their state, on their own arbiter thread.
+//! - An actor passivates only when clean (no events since its last snapshot) and its last snapshot
+//!   has been written to sled, so a new incarnation loads exactly the state the old one had.
+
+mod actor;
+pub(crate) mod checkpoint;
+pub(crate) mod recovery;
+mod directory;
+pub(crate) mod tracker;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use directory::Directory;
+pub use directory::Directories;
+pub use checkpoint::CheckpointReport;
+
+use crate::clock::{Millis, SharedClock};
+use crate::config::{Durability, EngineConfig};
+use crate::error::{Error, Result};
+use crate::store::{SnapshotBatch, Store};
+use crate::wal::Wal;
+
+/// The kind of an actor; part of its key and of every snapshot key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Kind {
+    /// The demonstration counter (runtime tests and the crash test of the foundation).
+    Counter = 1,
+    /// The social workload's e-mail index (singleton).
+    Accounts = 2,
+    /// A social user.
+    User = 3,
+    /// The social workload's post index (singleton).
+    PostIndex = 4,
+}
+
+/// Identifies one actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ActorKey {
+    pub kind: Kind,
+    pub id: u64,
+}
+
+impl ActorKey {
+    pub const fn new(kind: Kind, id: u64) -> Self {
+        ActorKey { kind, id }
+    }
+
+    /// The sled key of the actor's snapshot header: kind byte + big-endian id.
+    pub fn prefix(&self) -> [u8; 9] {
+        let mut out = [0u8; 9];
+        out[0] = self.kind as u8;
+        out[1..].copy_from_slice(&self.id.to_be_bytes());
+        out
+    }
+
+    /// The sled key of one part of the actor's snapshot: prefix + `/` + `sub`.
+    pub fn sub_key(&self, sub: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(10 + sub.len());
+        out.extend_from_slice(&self.prefix());
+        out.push(b'/');
+        out.extend_from_slice(sub);
+        out
+    }
+}
+
+/// Every event of every domain. Events are facts that already passed validation; applying them
+/// needs no clock and no randomness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Counter(crate::demo::CounterEvent),
+    Social(crate::social::SocialEvent),
+}
+
+/// One WAL record: the events of one command. `origin` is the actor that decided them; entries
+/// for other actors are "foreign" to those actors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub origin: ActorKey,
+    pub entries: Vec<(ActorKey, Event)>,
+}
+
+/// What `decide` returns: the events to log (none for a read or a no-op) and the reply.
+#[derive(Debug)]
+pub struct Decision<R> {
+    pub events: Vec<(ActorKey, Event)>,
+    pub reply: R,
+}
+
+impl<R> Decision<R> {
+    /// A decision that changes nothing.
+    pub fn read(reply: R) -> Self {
+        Decision {
+            events: Vec::new(),
+            reply,
+        }
+    }
+}
+
+/// What a command handler may read besides its state.
+pub struct Ctx<'a> {
+    pub key: ActorKey,
+    pub now_ms: Millis,
+    pub config: &'a EngineConfig,
+}
+
+/// State of one kind of actor. Implemented by each domain.
+pub trait Entity: Sized + Send + Unpin + 'static {
+    const KIND: Kind;
+    type Command: Send + 'static;
+    type Reply: Send + 'static;
+
+    /// Loads the actor from its snapshot, or creates it empty when it has none.
+    fn load(id: u64, store: &Store) -> Result<Self>;
+
+    /// Validates `command` against the state; returns the events and the reply. Must not mutate.
+    fn decide(&self, command: Self::Command, ctx: &Ctx<'_>) -> Result<Decision<Self::Reply>>;
+
+    /// Applies an event this actor decided. Deterministic.
+    fn apply(&mut self, event: &Event);
+
+    /// Applies an event another actor decided for this one. Must be an idempotent assignment:
+    /// replay re-applies foreign events whatever this actor's snapshot LSN is.
+    fn apply_foreign(&mut self, event: &Event) {
+        self.apply(event)
+    }
+
+    /// Writes the parts of the state changed since the last call into `batch`.
+    fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
+
+    /// This kind's directory.
+    fn directory(directories: &Directories) -> &Directory<Self>;
+}
+
+/// What every actor and directory shares.
+pub(crate) struct Shared {
+    pub wal: Wal,
+    pub store: Store,
+    pub tracker: tracker::Tracker,
+    pub clock: SharedClock,
+    pub config: EngineConfig,
+    pub shards: Vec<actix_rt::ArbiterHandle>,
+    pub directories: Directories,
+}
+
+impl Shared {
+    /// Sends `command` to actor `id` of kind `E` and returns its reply once the state it reflects
+    /// is durable (in `sync` durability).
+    pub async fn ask<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<E::Reply> {
+        let receiver = E::directory(&self.directories).ask(self, id, command)?;
+        let (result, lsn) = receiver
+            .await
+            .map_err(|_| Error::Unavailable("actor stopped"))?;
+        if self.config.durability == Durability::Sync && lsn > self.wal.durable_lsn() {
+            self.wal.wait_durable(lsn).await?;
+        }
+        result
+    }
+}

@@ -1,0 +1,605 @@
+//! The social workload: users, JWT-free credentials, posts, like/unlike with exact counters.
+//!
+//! # Actors
+//! - [`user::User`] (one per user): profile, password hash, its posts, the like records on its
+//!   posts (`liked`, `first_liked_at`, `updated_at`, `times_liked`), and the set of posts it likes.
+//! - [`accounts::Accounts`] (singleton): e-mail (lower-cased) → user id; allocates user ids. It is
+//!   the one place sign-up uniqueness is decided, so two concurrent sign-ups of one address give
+//!   exactly one success.
+//! - [`posts::PostIndex`] (singleton): post → author and like count; the zero-likes set and the
+//!   totals behind `stats`.
+//!
+//! # Records
+//! Every change is one WAL record (see `runtime`): sign-up = {Accounts: registered, User: created};
+//! post = {User: post created, PostIndex: post indexed}; like/unlike = {author: like record set,
+//! liker: like given on/off, PostIndex: post likes = n}. Events for another actor are idempotent
+//! assignments, so a crash keeps a change whole or not at all, and replay may re-apply them.
+//!
+//! # Invariants (API.md), checked by [`check::check`]
+//! `post.likes` = number of users whose like on it is on; `user.posts_count` = posts it wrote;
+//! `user.likes_given` = its likes that are on; one like record per (user, post); no count below 0.
+
+pub mod accounts;
+pub mod check;
+pub mod posts;
+pub mod user;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+use crate::runtime::Shared;
+
+pub use check::Difference;
+
+/// Largest post text, in bytes (API.md: `invalid_text` when empty or larger).
+pub const POST_TEXT_BYTES_MAX: usize = 5000;
+/// Shortest accepted password, in characters (API.md: `weak_password`).
+pub const PASSWORD_CHARS_MIN: usize = 8;
+/// Longest accepted password, in bytes (bounds the hashing cost).
+pub const PASSWORD_BYTES_MAX: usize = 1024;
+/// Longest e-mail address, in bytes (RFC 5321 path limit).
+pub const EMAIL_BYTES_MAX: usize = 254;
+/// Longest full name, in bytes.
+pub const FULL_NAME_BYTES_MAX: usize = 200;
+
+/// Enrichment data found for a user at sign-up (e.g. from a Clearbit-style service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Enrichment {
+    pub full_name: Option<String>,
+    pub company: Option<String>,
+    pub location: Option<String>,
+    /// Which service produced it.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SocialEvent {
+    /// Accounts: `email_key` (lower-cased) now belongs to `user_id`.
+    AccountRegistered { email_key: String, user_id: u64 },
+    /// User (from Accounts): the profile, assigned whole.
+    UserCreated { profile: Profile },
+    /// User: a post it wrote.
+    PostCreated {
+        post_id: u64,
+        text: String,
+        created_at_ms: Millis,
+    },
+    /// PostIndex (from User): `post_id` exists and belongs to `author_id`.
+    PostIndexed {
+        post_id: u64,
+        author_id: u64,
+        created_at_ms: Millis,
+    },
+    /// Author: the like record of (`user_id`, `post_id`) is now `record`; the post has `likes`.
+    LikeSet {
+        post_id: u64,
+        user_id: u64,
+        record: LikeRecord,
+        likes: u64,
+    },
+    /// Liker (from the author): its like of `post_id` is on or off.
+    LikeGiven { post_id: u64, on: bool },
+    /// PostIndex (from the author): `post_id` now has `likes`.
+    PostLikes { post_id: u64, likes: u64 },
+}
+
+/// A user's profile as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: u64,
+    pub email: String,
+    pub password_hash: String,
+    pub full_name: Option<String>,
+    pub created_at_ms: Millis,
+    pub enrichment: Option<Enrichment>,
+}
+
+/// One like record: the original's "extra data" on a like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeRecord {
+    pub liked: bool,
+    pub first_liked_at_ms: Millis,
+    pub updated_at_ms: Millis,
+    pub times_liked: u64,
+}
+
+/// A user as shown to clients (`email` only to the user itself and admin: `net` decides).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: u64,
+    pub email: String,
+    pub full_name: Option<String>,
+    pub posts_count: u64,
+    pub likes_given: u64,
+    pub created_at_ms: Millis,
+    pub enrichment: Option<Enrichment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostView {
+    pub id: u64,
+    pub author_id: u64,
+    pub text: String,
+    pub likes: u64,
+    pub created_at_ms: Millis,
+}
+
+/// The reply to like/unlike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeOutcome {
+    pub post_id: u64,
+    pub user_id: u64,
+    pub likes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LikeView {
+    pub user_id: u64,
+    pub liked: bool,
+    pub first_liked_at_ms: Millis,
+    pub updated_at_ms: Millis,
+    pub times_liked: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SocialStats {
+    pub users: u64,
+    pub posts: u64,
+    pub likes: u64,
+    pub posts_with_zero_likes: u64,
+}
+
+/// A page of a keyset-paginated list: `next` is the key to continue after, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<u64>,
+}
+
+/// Ground rules and costs of the social workload.
+#[derive(Debug, Clone)]
+pub struct SocialConfig {
+    /// `limits.max_posts_per_user`: unset = no limit.
+    pub max_posts_per_user: Option<u64>,
+    /// `limits.max_likes_per_user`: unset = no limit.
+    pub max_likes_per_user: Option<u64>,
+    /// argon2id memory cost, KiB (OWASP minimum 19456).
+    pub password_hash_memory_kib: u32,
+    /// argon2id iterations.
+    pub password_hash_iterations: u32,
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        SocialConfig {
+            max_posts_per_user: None,
+            max_likes_per_user: None,
+            password_hash_memory_kib: 19_456,
+            password_hash_iterations: 2,
+        }
+    }
+}
+
+impl SocialConfig {
+    /// Cheap hashing for tests (never for production).
+    pub fn for_tests() -> Self {
+        SocialConfig {
+            password_hash_memory_kib: 64,
+            password_hash_iterations: 1,
+            ..SocialConfig::default()
+        }
+    }
+}
+
+/// A sign-up request.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub email: String,
+    pub password: String,
+    pub full_name: Option<String>,
+    /// Found by an enrichment adapter before the call (`None` when none ran or it failed).
+    pub enrichment: Option<Enrichment>,
+}
+
+/// Post ids: allocated before the command reaches its author, seeded at open from the
+/// PostIndex's durable high-water mark, so an id is never reused (gaps are fine).
+#[derive(Debug)]
+pub(crate) struct PostIds(AtomicU64);
+
+impl PostIds {
+    pub fn new(next: u64) -> Self {
+        PostIds(AtomicU64::new(next.max(1)))
+    }
+
+    fn allocate(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Checks the e-mail syntax: one `@`, a non-empty local part, a domain with a dot, no spaces or
+/// control characters, within length limits.
+pub fn valid_email_syntax(email: &str) -> bool {
+    if email.len() > EMAIL_BYTES_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+}
+
+/// The disposable-domain list shipped in `data/disposable_domains.txt`.
+const DISPOSABLE_DOMAINS: &str = include_str!("../../../data/disposable_domains.txt");
+
+/// The offline verdict: syntax, then the shipped disposable-domain list.
+pub fn offline_email_verdict(email: &str) -> Result<()> {
+    if !valid_email_syntax(email) {
+        return Err(Error::invalid_field(
+            "invalid_email",
+            "email",
+            "not a valid e-mail address",
+        ));
+    }
+    let domain = email
+        .rsplit_once('@')
+        .map(|(_, domain)| domain.to_ascii_lowercase())
+        .unwrap_or_default();
+    let disposable = DISPOSABLE_DOMAINS
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .any(|listed| listed == domain);
+    if disposable {
+        return Err(Error::unprocessable(
+            "email_undeliverable",
+            format!("{domain} is a disposable e-mail domain"),
+        ));
+    }
+    Ok(())
+}
+
+fn argon2(config: &SocialConfig) -> Result<argon2::Argon2<'static>> {
+    let params = argon2::Params::new(
+        config.password_hash_memory_kib,
+        config.password_hash_iterations,
+        1,
+        None,
+    )
+    .map_err(|e| Error::invalid("invalid_config", format!("argon2 parameters: {e}")))?;
+    Ok(argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        params,
+    ))
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string). CPU-heavy: call it off the
+/// async threads.
+pub fn hash_password(password: &str, config: &SocialConfig) -> Result<String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes)
+        .map_err(|e| Error::invalid("invalid_field", format!("salt: {e}")))?;
+    argon2(config)?
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::invalid("invalid_field", format!("password hashing: {e}")))
+}
+
+/// Verifies a password against its PHC string. CPU-heavy.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(hash) {
+        Ok(parsed) => argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Validates a sign-up before hashing: syntax, password strength, lengths.
+pub fn validate_sign_up(sign_up: &SignUp) -> Result<()> {
+    offline_email_verdict(&sign_up.email)?;
+    if sign_up.password.chars().count() < PASSWORD_CHARS_MIN {
+        return Err(Error::invalid_field(
+            "weak_password",
+            "password",
+            format!("a password needs at least {PASSWORD_CHARS_MIN} characters"),
+        ));
+    }
+    if sign_up.password.len() > PASSWORD_BYTES_MAX {
+        return Err(Error::invalid_field(
+            "invalid_field",
+            "password",
+            format!("a password may have at most {PASSWORD_BYTES_MAX} bytes"),
+        ));
+    }
+    if let Some(name) = &sign_up.full_name {
+        if name.len() > FULL_NAME_BYTES_MAX || name.chars().any(char::is_control) {
+            return Err(Error::invalid_field(
+                "invalid_field",
+                "full_name",
+                format!("full_name must be at most {FULL_NAME_BYTES_MAX} bytes of text"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a post's text.
+pub fn validate_text(text: &str) -> Result<()> {
+    if text.trim().is_empty() || text.len() > POST_TEXT_BYTES_MAX {
+        return Err(Error::invalid_field(
+            "invalid_text",
+            "text",
+            format!("text must be non-empty and at most {POST_TEXT_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The typed embedded API of the social workload. Every method returns once what it reports is
+/// durable (in `sync` durability).
+pub struct Social<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) post_ids: &'a PostIds,
+    pub(crate) config: &'a SocialConfig,
+}
+
+impl Social<'_> {
+    /// Signs a user up: validates, hashes the password (blocking the calling task for the hash;
+    /// `net` calls [`hash_password`] itself off the async threads and uses
+    /// [`Social::sign_up_hashed`]), then registers.
+    pub async fn sign_up(&self, sign_up: SignUp) -> Result<UserView> {
+        validate_sign_up(&sign_up)?;
+        let hash = hash_password(&sign_up.password, self.config)?;
+        self.sign_up_hashed(sign_up, hash).await
+    }
+
+    /// Registers a validated sign-up whose password is already hashed.
+    pub async fn sign_up_hashed(&self, sign_up: SignUp, password_hash: String) -> Result<UserView> {
+        validate_sign_up(&sign_up)?;
+        self.shared
+            .ask::<accounts::Accounts>(
+                accounts::ACCOUNTS_ID,
+                accounts::AccountsCommand::Register {
+                    email: sign_up.email,
+                    password_hash,
+                    full_name: sign_up.full_name,
+                    enrichment: sign_up.enrichment,
+                },
+            )
+            .await
+            .and_then(Result::<UserView>::from)
+    }
+
+    /// The user id and password hash for an e-mail, if registered (for login).
+    pub async fn credentials(&self, email: &str) -> Result<Option<(u64, String)>> {
+        let Some(user_id) = self
+            .shared
+            .ask::<accounts::Accounts>(
+                accounts::ACCOUNTS_ID,
+                accounts::AccountsCommand::Lookup {
+                    email: email.to_string(),
+                },
+            )
+            .await?
+            .user_id()
+        else {
+            return Ok(None);
+        };
+        match self
+            .shared
+            .ask::<user::User>(user_id, user::UserCommand::Credentials)
+            .await?
+        {
+            user::UserReply::Credentials(hash) => Ok(Some((user_id, hash))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks an e-mail and password; returns the user id. Blocking for the hash verification.
+    pub async fn login(&self, email: &str, password: &str) -> Result<u64> {
+        let invalid = || Error::Unauthenticated {
+            code: "invalid_credentials",
+            message: "wrong e-mail or password".into(),
+        };
+        match self.credentials(email).await? {
+            Some((user_id, hash)) if verify_password(password, &hash) => Ok(user_id),
+            _ => Err(invalid()),
+        }
+    }
+
+    pub async fn user(&self, user_id: u64) -> Result<UserView> {
+        self.shared
+            .ask::<user::User>(user_id, user::UserCommand::Get)
+            .await?
+            .into_user()
+    }
+
+    /// Users by id, after `after` (exclusive), at most `limit`.
+    pub async fn users(&self, after: Option<u64>, limit: usize) -> Result<Page<UserView>> {
+        let ids = self
+            .shared
+            .ask::<accounts::Accounts>(
+                accounts::ACCOUNTS_ID,
+                accounts::AccountsCommand::List { after, limit },
+            )
+            .await?
+            .into_ids();
+        let mut items = Vec::with_capacity(ids.items.len());
+        for id in ids.items {
+            items.push(self.user(id).await?);
+        }
+        Ok(Page {
+            items,
+            next: ids.next,
+        })
+    }
+
+    /// Creates a post by `author_id`.
+    pub async fn create_post(&self, author_id: u64, text: String) -> Result<PostView> {
+        validate_text(&text)?;
+        let post_id = self.post_ids.allocate();
+        self.shared
+            .ask::<user::User>(author_id, user::UserCommand::CreatePost { post_id, text })
+            .await?
+            .into_post()
+    }
+
+    async fn author_of(&self, post_id: u64) -> Result<u64> {
+        self.shared
+            .ask::<posts::PostIndex>(posts::POST_INDEX_ID, posts::PostIndexCommand::Author { post_id })
+            .await?
+            .into_author()
+            .ok_or(Error::NotFound("post"))
+    }
+
+    pub async fn post(&self, post_id: u64) -> Result<PostView> {
+        let author_id = self.author_of(post_id).await?;
+        self.shared
+            .ask::<user::User>(author_id, user::UserCommand::GetPost { post_id })
+            .await?
+            .into_post()
+    }
+
+    /// Posts by id after `after`; by one author and/or only those with zero likes.
+    pub async fn posts(
+        &self,
+        author_id: Option<u64>,
+        zero_likes: bool,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<PostView>> {
+        if let Some(author_id) = author_id {
+            return self
+                .shared
+                .ask::<user::User>(
+                    author_id,
+                    user::UserCommand::ListPosts {
+                        zero_likes,
+                        after,
+                        limit,
+                    },
+                )
+                .await?
+                .into_posts();
+        }
+        let ids = self
+            .shared
+            .ask::<posts::PostIndex>(
+                posts::POST_INDEX_ID,
+                posts::PostIndexCommand::List {
+                    zero_likes,
+                    after,
+                    limit,
+                },
+            )
+            .await?
+            .into_list();
+        let mut items = Vec::with_capacity(ids.items.len());
+        for (post_id, author_id) in ids.items {
+            let view = self
+                .shared
+                .ask::<user::User>(author_id, user::UserCommand::GetPost { post_id })
+                .await?
+                .into_post()?;
+            items.push(view);
+        }
+        Ok(Page {
+            items,
+            next: ids.next,
+        })
+    }
+
+    /// `user_id` likes `post_id`.
+    pub async fn like(&self, user_id: u64, post_id: u64) -> Result<LikeOutcome> {
+        self.set_like(user_id, post_id, true).await
+    }
+
+    /// `user_id` takes back its like of `post_id`.
+    pub async fn unlike(&self, user_id: u64, post_id: u64) -> Result<LikeOutcome> {
+        self.set_like(user_id, post_id, false).await
+    }
+
+    async fn set_like(&self, user_id: u64, post_id: u64, on: bool) -> Result<LikeOutcome> {
+        let author_id = self.author_of(post_id).await?;
+        if on {
+            if let Some(max) = self.config.max_likes_per_user {
+                let liker = self.user(user_id).await?;
+                if liker.likes_given >= max {
+                    return Err(Error::forbidden(
+                        "like_limit_reached",
+                        format!("a user may have at most {max} likes"),
+                    ));
+                }
+            }
+        }
+        self.shared
+            .ask::<user::User>(
+                author_id,
+                user::UserCommand::SetLike {
+                    post_id,
+                    liker: user_id,
+                    on,
+                },
+            )
+            .await?
+            .into_like()
+    }
+
+    /// The like records of a post, by user id after `after`.
+    pub async fn likes(
+        &self,
+        post_id: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<LikeView>> {
+        let author_id = self.author_of(post_id).await?;
+        self.shared
+            .ask::<user::User>(
+                author_id,
+                user::UserCommand::ListLikes {
+                    post_id,
+                    after,
+                    limit,
+                },
+            )
+            .await?
+            .into_likes()
+    }
+
+    pub async fn stats(&self) -> Result<SocialStats> {
+        let users = self
+            .shared
+            .ask::<accounts::Accounts>(accounts::ACCOUNTS_ID, accounts::AccountsCommand::Count)
+            .await?
+            .into_count();
+        let mut stats = self
+            .shared
+            .ask::<posts::PostIndex>(posts::POST_INDEX_ID, posts::PostIndexCommand::Stats)
+            .await?
+            .into_stats();
+        stats.users = users;
+        Ok(stats)
+    }
+
+    /// Recomputes every counter from the records and returns each difference (empty = sound).
+    pub async fn check(&self) -> Result<Vec<Difference>> {
+        check::check(self).await
+    }
+}

@@ -1,0 +1,245 @@
+//! The checkpoint store: sled holds one snapshot per actor (as one or more keys under the actor's
+//! prefix, so a snapshot can rewrite only what changed) and a meta record with the coverage LSN.
+//!
+//! sled is a checkpoint, not the source of truth: the WAL is. Invariants:
+//! - A snapshot is written only after every event it reflects is durable in the WAL.
+//! - Each actor's snapshot stores the LSN it reflects (`<prefix>` key, value = `SnapshotMeta`);
+//!   replay applies an actor's own events only above that LSN.
+//! - `meta.coverage_lsn` is flushed before any WAL segment at or below it is removed; every event at
+//!   or below it is reflected in flushed snapshots.
+//! - The data directory is locked (`LOCK`, flock) for the life of the process.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::runtime::ActorKey;
+
+const META_KEY: &[u8] = b"meta";
+
+/// The store-wide meta record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub format_version: u32,
+    /// Every event with LSN <= this is reflected in flushed snapshots.
+    pub coverage_lsn: u64,
+}
+
+/// Per-actor snapshot header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// The last LSN this actor's snapshot reflects.
+    pub lsn: u64,
+}
+
+/// A held lock on the data directory; released when dropped (the process exits).
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Takes an exclusive, non-blocking flock on `<dir>/LOCK`.
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create data dir {}", dir.display()), e))?;
+        let path = dir.join("LOCK");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+        // SAFETY: flock on a valid, owned file descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(Error::Locked(dir.to_path_buf()));
+        }
+        Ok(DirLock { _file: file })
+    }
+}
+
+/// A set of snapshot writes for one actor, built on the actor's thread and applied by the
+/// checkpointer once the LSN it reflects is durable.
+#[derive(Debug, Default)]
+pub struct SnapshotBatch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl SnapshotBatch {
+    /// Writes `value` under the actor's sub-key `sub` (e.g. `b"profile"`, a post id).
+    pub fn put<T: Serialize>(&mut self, key: ActorKey, sub: &[u8], value: &T) {
+        self.ops.push((key.sub_key(sub), Some(codec::encode(value))));
+    }
+
+    /// Removes the actor's sub-key `sub`.
+    pub fn remove(&mut self, key: ActorKey, sub: &[u8]) {
+        self.ops.push((key.sub_key(sub), None));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn extend_into(self, batch: &mut sled::Batch) {
+        for (key, value) in self.ops {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+    }
+}
+
+/// The sled database behind checkpoints.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`. A store that cannot be opened or has an unknown
+    /// format version is refused with a message naming the path.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // Flushes are driven by the checkpointer; sled's own timer flush is not needed.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| Error::Store(format!("cannot open sled at {}: {e}", dir.display())))?;
+        let snapshots = db.open_tree("snapshots")?;
+        let store = Store {
+            db,
+            snapshots,
+            path: dir.to_path_buf(),
+        };
+        let meta = store.meta()?;
+        if meta.format_version != 0 && meta.format_version != codec::FORMAT_VERSION {
+            return Err(Error::Store(format!(
+                "{}: snapshot format {} is not {} (this build)",
+                dir.display(),
+                meta.format_version,
+                codec::FORMAT_VERSION
+            )));
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn meta(&self) -> Result<Meta> {
+        match self.db.get(META_KEY)? {
+            Some(bytes) => codec::decode(&bytes),
+            None => Ok(Meta::default()),
+        }
+    }
+
+    /// Writes the meta record and flushes it.
+    pub fn write_meta(&self, coverage_lsn: u64) -> Result<()> {
+        let meta = Meta {
+            format_version: codec::FORMAT_VERSION,
+            coverage_lsn,
+        };
+        self.db.insert(META_KEY, codec::encode(&meta))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The snapshot header of `key`, if it was ever checkpointed.
+    pub fn snapshot_meta(&self, key: ActorKey) -> Result<Option<SnapshotMeta>> {
+        match self.snapshots.get(key.prefix())? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads one sub-key of an actor's snapshot.
+    pub fn get<T: DeserializeOwned>(&self, key: ActorKey, sub: &[u8]) -> Result<Option<T>> {
+        match self.snapshots.get(key.sub_key(sub))? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All sub-keys of an actor with their decoded values, in key order.
+    pub fn scan<T: DeserializeOwned>(&self, key: ActorKey) -> Result<Vec<(Vec<u8>, T)>> {
+        let prefix = key.sub_key(b"");
+        let mut out = Vec::new();
+        for item in self.snapshots.scan_prefix(&prefix) {
+            let (full, value) = item?;
+            out.push((full[prefix.len()..].to_vec(), codec::decode(&value)?));
+        }
+        Ok(out)
+    }
+
+    /// Applies snapshot batches (each with the LSN it reflects) atomically. Not flushed.
+    pub fn apply(&self, snapshots: Vec<(ActorKey, u64, SnapshotBatch)>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, lsn, ops) in snapshots {
+            ops.extend_into(&mut batch);
+            batch.insert(&key.prefix()[..], codec::encode(&SnapshotMeta { lsn }));
+        }
+        self.snapshots.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes every applied snapshot durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Kind;
+
+    #[test]
+    fn snapshots_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ActorKey::new(Kind::Counter, 42);
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let mut batch = SnapshotBatch::default();
+            batch.put(key, b"value", &7u64);
+            batch.put(key, b"other", &"x".to_string());
+            store.apply(vec![(key, 9, batch)]).unwrap();
+            store.write_meta(9).unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.meta().unwrap().coverage_lsn, 9);
+        assert_eq!(store.snapshot_meta(key).unwrap(), Some(SnapshotMeta { lsn: 9 }));
+        assert_eq!(store.get::<u64>(key, b"value").unwrap(), Some(7));
+        let other = ActorKey::new(Kind::Counter, 43);
+        assert_eq!(store.snapshot_meta(other).unwrap(), None);
+        let mut batch = SnapshotBatch::default();
+        batch.remove(key, b"other");
+        store.apply(vec![(key, 10, batch)]).unwrap();
+        let all: Vec<(Vec<u8>, u64)> = store.scan(key).unwrap();
+        assert_eq!(all, vec![(b"value".to_vec(), 7)]);
+    }
+
+    #[test]
+    fn second_lock_on_a_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = DirLock::acquire(dir.path()).unwrap();
+        match DirLock::acquire(dir.path()) {
+            Err(Error::Locked(path)) => assert_eq!(path, dir.path()),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! The on-disk format of one segment file: its name, its header, record framing, and the file
+//! system calls around creating one (preallocation, directory fsync).
+//!
+//! Pure functions over byte slices where possible, so recovery and the writer share one
+//! definition of the format and the unit tests below pin it.
+//!
+//! ```text
+//! segment header (SEGMENT_HEADER_BYTES = 32, little endian)
+//!   0..8   magic "SWYDWAL1"
+//!   8..12  codec::FORMAT_VERSION (u32)
+//!  12..16  reserved, zero
+//!  16..24  first_lsn (u64), equal to the number in the file name
+//!  24..28  reserved, zero
+//!  28..32  CRC32C of bytes 0..28
+//! record (RECORD_HEADER_BYTES = 16 + payload)
+//!   0..4   payload length (u32, never 0: a zero length marks the end of data)
+//!   4..8   CRC32C of bytes 8..16 (the lsn) followed by the payload
+//!   8..16  lsn (u64)
+//!  16..    payload
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::codec::FORMAT_VERSION;
+
+/// First bytes of every segment file.
+pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SWYDWAL1";
+/// Size of the fixed segment header; the first record starts here.
+pub(crate) const SEGMENT_HEADER_BYTES: usize = 32;
+/// Size of the record header (length, CRC, lsn) in front of every payload.
+pub(crate) const RECORD_HEADER_BYTES: usize = 16;
+/// Digits of the zero-padded first LSN in a segment file name (u64::MAX has 20).
+const SEGMENT_NAME_DIGITS: usize = 20;
+const SEGMENT_EXTENSION: &str = ".log";
+
+/// `dir/<first_lsn as 20 digits>.log`.
+pub(crate) fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
+    dir.join(format!("{first_lsn:020}{SEGMENT_EXTENSION}"))
+}
+
+/// The first LSN encoded in a segment file name, or `None` if the name is not a segment's.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_EXTENSION)?;
+    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Segment files in `dir`, sorted by first LSN. Other files are left alone (and logged).
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        match name.to_str().and_then(parse_segment_name) {
+            Some(first_lsn) if entry.file_type()?.is_file() => {
+                segments.push((first_lsn, entry.path()))
+            }
+            _ => {
+                tracing::warn!(path = %entry.path().display(), "wal: ignoring a file that is not a segment")
+            }
+        }
+    }
+    segments.sort_unstable_by_key(|(first_lsn, _)| *first_lsn);
+    Ok(segments)
+}
+
+pub(crate) fn encode_header(first_lsn: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    header[0..8].copy_from_slice(SEGMENT_MAGIC);
+    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[16..24].copy_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32c::crc32c(&header[0..28]);
+    header[28..32].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// Checks a segment header and returns its first LSN, or a description of what is wrong.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, String> {
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        return Err(format!(
+            "segment header is short: {} of {SEGMENT_HEADER_BYTES} bytes",
+            bytes.len()
+        ));
+    }
+    let header = &bytes[..SEGMENT_HEADER_BYTES];
+    let stored_crc = read_u32(header, 28);
+    let computed_crc = crc32c::crc32c(&header[0..28]);
+    if stored_crc != computed_crc {
+        return Err(format!(
+            "segment header CRC mismatch (stored {stored_crc:#010x}, computed {computed_crc:#010x})"
+        ));
+    }
+    if &header[0..8] != SEGMENT_MAGIC {
+        return Err("segment header has the wrong magic".to_string());
+    }
+    let version = read_u32(header, 8);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "segment format version {version} is not the supported {FORMAT_VERSION}"
+        ));
+    }
+    if read_u32(header, 12) != 0 || read_u32(header, 24) != 0 {
+        return Err("segment header reserved bytes are not zero".to_string());
+    }
+    Ok(read_u64(header, 16))
+}
+
+/// Appends one framed record to `buffer`.
+pub(crate) fn frame_record(buffer: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
+    // Invariant: `Wal::append` rejected empty payloads and payloads over record_bytes_max,
+    // which `open` checked is below u32::MAX.
+    assert!(!payload.is_empty() && payload.len() <= u32::MAX as usize);
+    let start = buffer.len();
+    let lsn_bytes = lsn.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn_bytes), payload);
+    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(&crc.to_le_bytes());
+    buffer.extend_from_slice(&lsn_bytes);
+    buffer.extend_from_slice(payload);
+    debug_assert!(
+        matches!(
+            decode_record(buffer, start, lsn),
+            Decoded::Record { lsn: decoded_lsn, payload: decoded, next_offset }
+                if decoded_lsn == lsn && decoded == payload && next_offset == buffer.len()
+        ),
+        "a framed record must decode to itself"
+    );
+}
+
+/// The outcome of reading one record at an offset.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded<'a> {
+    Record {
+        lsn: u64,
+        payload: &'a [u8],
+        next_offset: usize,
+    },
+    /// A zero length: the preallocated zero tail, i.e. the end of the data.
+    EndOfData,
+    /// The header or the payload runs past the end of the file.
+    Short,
+    CrcMismatch,
+    /// A record whose CRC checks but whose lsn is not the next one expected.
+    WrongLsn {
+        found: u64,
+    },
+}
+
+impl Decoded<'_> {
+    /// Why scanning stopped, for log lines and corruption messages.
+    pub(crate) fn describe(&self, expected_lsn: u64, record_bytes_max: usize) -> String {
+        match self {
+            Decoded::Record { lsn, payload, .. } => format!(
+                "record lsn {lsn} has {} payload bytes, over record_bytes_max {record_bytes_max}",
+                payload.len()
+            ),
+            Decoded::EndOfData => "end of data (zero length)".to_string(),
+            Decoded::Short => "record runs past the end of the file".to_string(),
+            Decoded::CrcMismatch => "record CRC mismatch".to_string(),
+            Decoded::WrongLsn { found } => {
+                format!("record has lsn {found}, expected {expected_lsn}")
+            }
+        }
+    }
+}
+
+/// Reads the record at `offset`, which must carry `expected_lsn`. Length and CRC are always
+/// checked; the payload-size limit is the caller's business.
+pub(crate) fn decode_record(data: &[u8], offset: usize, expected_lsn: u64) -> Decoded<'_> {
+    if offset >= data.len() {
+        return Decoded::EndOfData;
+    }
+    if data.len() - offset < RECORD_HEADER_BYTES {
+        // A partial header of zeros is still the zero tail, anything else is a short record.
+        return if data[offset..].iter().all(|byte| *byte == 0) {
+            Decoded::EndOfData
+        } else {
+            Decoded::Short
+        };
+    }
+    let length = read_u32(data, offset) as usize;
+    if length == 0 {
+        return Decoded::EndOfData;
+    }
+    let payload_start = offset + RECORD_HEADER_BYTES;
+    if data.len() - payload_start < length {
+        return Decoded::Short;
+    }
+    let stored_crc = read_u32(data, offset + 4);
+    let lsn_bytes = &data[offset + 8..offset + 16];
+    let payload = &data[payload_start..payload_start + length];
+    if crc32c::crc32c_append(crc32c::crc32c(lsn_bytes), payload) != stored_crc {
+        return Decoded::CrcMismatch;
+    }
+    let lsn = read_u64(data, offset + 8);
+    if lsn != expected_lsn {
+        return Decoded::WrongLsn { found: lsn };
+    }
+    Decoded::Record {
+        lsn,
+        payload,
+        next_offset: payload_start + length,
+    }
+}
+
+/// Scans `data[from..]` byte by byte for any record whose CRC checks and whose lsn lies in
+/// `(after_lsn, after_lsn + window]`; returns its offset and lsn. Used to tell a torn tail (no
+/// such record) from corruption (a bad record followed by a good one).
+pub(crate) fn find_valid_record(
+    data: &[u8],
+    from: usize,
+    after_lsn: u64,
+    window: u64,
+) -> Option<(usize, u64)> {
+    // A record starts with a non-zero length, so it cannot start after the last non-zero byte.
+    let last_nonzero = data.iter().rposition(|byte| *byte != 0)?;
+    let end = last_nonzero.min(data.len().checked_sub(RECORD_HEADER_BYTES)?);
+    (from..=end).find_map(|offset| {
+        let lsn = read_u64(data, offset + 8);
+        if lsn <= after_lsn || lsn - after_lsn > window {
+            return None;
+        }
+        match decode_record(data, offset, lsn) {
+            Decoded::Record { lsn, .. } => Some((offset, lsn)),
+            _ => None,
+        }
+    })
+}
+
+/// One past the last non-zero byte of `data[from..]`, as an offset into `data`, or `None` if
+/// every byte from `from` on is zero.
+pub(crate) fn nonzero_end(data: &[u8], from: usize) -> Option<usize> {
+    data.get(from..)?
+        .iter()
+        .rposition(|byte| *byte != 0)
+        .map(|index| from + index + 1)
+}
+
+/// Creates the segment file for `first_lsn`: header, optional preallocation, fsync of the file
+/// and of the directory (so the new name survives a crash). Fails if the file already exists.
+pub(crate) fn create_segment(
+    dir: &Path,
+    first_lsn: u64,
+    preallocate_bytes: Option<u64>,
+) -> io::Result<(File, PathBuf)> {
+    let path = segment_path(dir, first_lsn);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    file.write_all_at(&encode_header(first_lsn), 0)?;
+    if let Some(bytes) = preallocate_bytes {
+        preallocate(&file, bytes)?;
+    }
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+/// Allocates `bytes` of disk for `file` without writing them (fallocate, mode 0: the size grows,
+/// the new range reads as zeros). Returns `Ok(false)` where the file system does not support it;
+/// the WAL then simply appends.
+pub fn preallocate(file: &File, bytes: u64) -> io::Result<bool> {
+    let length = libc::off_t::try_from(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "preallocation too large"))?;
+    // SAFETY: fallocate only reads its integer arguments; the descriptor is owned by `file`,
+    // which outlives the call.
+    let result = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length) };
+    if result == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// fsync of a directory, so that created, renamed or removed entries are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_u32(data: &[u8], offset: usize) -> u32 {
+    let mut bytes = [0u8; 4];
+    bytes.copy_from_slice(&data[offset..offset + 4]);
+    u32::from_le_bytes(bytes)
+}
+
+fn read_u64(data: &[u8], offset: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&data[offset..offset + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(records: &[(u64, &[u8])]) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        for (lsn, payload) in records {
+            frame_record(&mut buffer, *lsn, payload);
+        }
+        buffer
+    }
+
+    #[test]
+    fn segment_names_round_trip_and_sort() {
+        let path = segment_path(Path::new("/wal"), 42);
+        assert_eq!(path, Path::new("/wal/00000000000000000042.log"));
+        assert_eq!(parse_segment_name("00000000000000000042.log"), Some(42));
+        assert_eq!(
+            parse_segment_name(&format!("{:020}.log", u64::MAX)),
+            Some(u64::MAX)
+        );
+        for bad in [
+            "42.log",
+            "0000000000000000004x.log",
+            "00000000000000000042.tmp",
+            "",
+        ] {
+            assert_eq!(parse_segment_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_round_trip_and_every_byte_is_checked() {
+        let header = encode_header(7);
+        assert_eq!(decode_header(&header), Ok(7));
+        for index in 0..SEGMENT_HEADER_BYTES {
+            let mut damaged = header;
+            damaged[index] ^= 0x10;
+            assert!(decode_header(&damaged).is_err(), "flip at {index} accepted");
+        }
+        assert!(decode_header(&header[..31]).is_err());
+        assert!(decode_header(&[0u8; SEGMENT_HEADER_BYTES]).is_err());
+    }
+
+    #[test]
+    fn records_decode_in_order_and_stop_at_the_zero_tail() {
+        let mut data = framed(&[(5, b"hello"), (6, b"world!")]);
+        let first_end = RECORD_HEADER_BYTES + 5;
+        data.extend_from_slice(&[0u8; 40]);
+        assert_eq!(
+            decode_record(&data, 0, 5),
+            Decoded::Record {
+                lsn: 5,
+                payload: b"hello",
+                next_offset: first_end
+            }
+        );
+        let Decoded::Record { next_offset, .. } = decode_record(&data, first_end, 6) else {
+            panic!("second record");
+        };
+        assert_eq!(decode_record(&data, next_offset, 7), Decoded::EndOfData);
+        assert_eq!(decode_record(&data, data.len() - 3, 7), Decoded::EndOfData);
+        assert_eq!(decode_record(&data, data.len(), 7), Decoded::EndOfData);
+        assert_eq!(
+            decode_record(&data, first_end, 9),
+            Decoded::WrongLsn { found: 6 }
+        );
+    }
+
+    #[test]
+    fn damaged_records_are_short_or_fail_the_crc() {
+        let data = framed(&[(1, b"payload")]);
+        assert_eq!(decode_record(&data[..data.len() - 1], 0, 1), Decoded::Short);
+        assert_eq!(decode_record(&data[..10], 0, 1), Decoded::Short);
+        for index in 4..data.len() {
+            let mut damaged = data.clone();
+            damaged[index] ^= 0x01;
+            assert_eq!(
+                decode_record(&damaged, 0, 1),
+                Decoded::CrcMismatch,
+                "{index}"
+            );
+        }
+        // Flips in the length make the record short or move its CRC span.
+        for index in 0..4 {
+            let mut damaged = data.clone();
+            damaged[index] ^= 0x01;
+            assert!(
+                !matches!(decode_record(&damaged, 0, 1), Decoded::Record { .. }),
+                "{index}"
+            );
+        }
+    }
+
+    #[test]
+    fn find_valid_record_looks_only_for_later_lsns_in_the_window() {
+        let mut data = vec![0xAB; 7];
+        let start = data.len();
+        frame_record(&mut data, 10, b"x");
+        data.extend_from_slice(&[0u8; 64]);
+        assert_eq!(find_valid_record(&data, 0, 9, 100), Some((start, 10)));
+        assert_eq!(find_valid_record(&data, 0, 10, 100), None);
+        assert_eq!(find_valid_record(&data, 0, 0, 5), None);
+        assert_eq!(find_valid_record(&data, start + 1, 9, 100), None);
+        assert_eq!(find_valid_record(&[0u8; 100], 0, 0, 100), None);
+    }
+
+    #[test]
+    fn nonzero_end_ignores_the_zero_tail() {
+        assert_eq!(nonzero_end(&[1, 0, 2, 0, 0], 0), Some(3));
+        assert_eq!(nonzero_end(&[1, 0, 2, 0, 0], 3), None);
+        assert_eq!(nonzero_end(&[1, 0], 5), None);
+    }
+}
