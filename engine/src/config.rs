@@ -70,6 +70,8 @@ pub struct EngineConfig {
     pub passivate_after_ms: u64,
     /// Interval between background checkpoint passes.
     pub checkpoint_interval_ms: u64,
+    /// Interval between checks for due durable timers (a timer fires at most this late).
+    pub timer_tick_ms: u64,
     /// A WAL segment is rolled past this size.
     pub wal_segment_bytes_max: u64,
     /// Depth of the WAL append queue; full → `Overloaded`.
@@ -93,6 +95,7 @@ impl EngineConfig {
             mailbox_depth_max: 1024,
             passivate_after_ms: 300_000,
             checkpoint_interval_ms: 1_000,
+            timer_tick_ms: 100,
             wal_segment_bytes_max: 64 * 1024 * 1024,
             wal_queue_depth_max: 65_536,
             wal_preallocate: true,
@@ -126,6 +129,9 @@ impl EngineConfig {
         }
         if self.wal_segment_bytes_max < 64 * 1024 {
             return Err("wal_segment_bytes_max must be at least 65536".into());
+        }
+        if self.timer_tick_ms == 0 || self.checkpoint_interval_ms == 0 {
+            return Err("timer_tick_ms and checkpoint_interval_ms must be at least 1".into());
         }
         if self.durability_batch_ms == 0 {
             return Err("durability_batch_ms must be at least 1".into());

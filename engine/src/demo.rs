@@ -18,12 +18,20 @@ use crate::store::{SnapshotBatch, Store};
 pub enum CounterEvent {
     Added { by: i64 },
     Mirrored { from: u64, value: i64 },
+    /// A durable timer: add `by` once the clock reaches `at_ms`.
+    Scheduled { by: i64, at_ms: u64 },
+    /// The scheduled add ran.
+    ScheduleRan,
 }
 
 #[derive(Debug)]
 pub enum CounterCommand {
     /// Adds `by`; with `mirror_to`, also records the new value in that counter's mirror table.
     Add { by: i64, mirror_to: Option<u64> },
+    /// Adds `by` once the clock reaches `at_ms` (replaces any earlier schedule).
+    Schedule { by: i64, at_ms: u64 },
+    /// The timer command: run the schedule if it is due.
+    RunSchedule,
     Get,
 }
 
@@ -33,6 +41,8 @@ pub struct CounterView {
     pub id: u64,
     pub value: i64,
     pub mirrors: BTreeMap<u64, i64>,
+    /// The pending scheduled add: (by, at_ms).
+    pub scheduled: Option<(i64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -40,7 +50,9 @@ pub struct Counter {
     id: u64,
     value: i64,
     mirrors: BTreeMap<u64, i64>,
+    scheduled: Option<(i64, u64)>,
     value_dirty: bool,
+    schedule_dirty: bool,
     mirrors_dirty: Vec<u64>,
 }
 
@@ -50,11 +62,21 @@ impl Counter {
             id: self.id,
             value: self.value,
             mirrors: self.mirrors.clone(),
+            scheduled: self.scheduled,
         }
     }
 }
 
 const VALUE: &[u8] = b"value";
+const SCHEDULE: &[u8] = b"schedule";
+
+/// A snapshot part, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+enum Part {
+    Value(i64),
+    Mirror(i64),
+    Schedule(Option<(i64, u64)>),
+}
 const MIRROR: &[u8] = b"mirror/";
 
 impl Entity for Counter {
@@ -68,14 +90,16 @@ impl Entity for Counter {
             id,
             ..Counter::default()
         };
-        for (sub, value) in store.scan::<i64>(key)? {
-            if sub == VALUE {
-                counter.value = value;
-            } else if let Some(from) = sub.strip_prefix(MIRROR) {
-                let from: [u8; 8] = from
-                    .try_into()
-                    .map_err(|_| Error::Store(format!("counter {id}: bad mirror key")))?;
-                counter.mirrors.insert(u64::from_be_bytes(from), value);
+        for (sub, part) in store.scan::<Part>(key)? {
+            match part {
+                Part::Value(value) => counter.value = value,
+                Part::Schedule(scheduled) => counter.scheduled = scheduled,
+                Part::Mirror(value) => {
+                    let from: [u8; 8] = sub[MIRROR.len()..]
+                        .try_into()
+                        .map_err(|_| Error::Store(format!("counter {id}: bad mirror key")))?;
+                    counter.mirrors.insert(u64::from_be_bytes(from), value);
+                }
             }
         }
         Ok(counter)
@@ -84,6 +108,29 @@ impl Entity for Counter {
     fn decide(&self, command: CounterCommand, ctx: &Ctx<'_>) -> Result<Decision<CounterView>> {
         match command {
             CounterCommand::Get => Ok(Decision::read(self.view())),
+            CounterCommand::Schedule { by, at_ms } => {
+                let mut view = self.view();
+                view.scheduled = Some((by, at_ms));
+                Ok(Decision {
+                    events: vec![(ctx.key, Event::Counter(CounterEvent::Scheduled { by, at_ms }))],
+                    reply: view,
+                })
+            }
+            CounterCommand::RunSchedule => match self.scheduled {
+                Some((by, at_ms)) if at_ms <= ctx.now_ms => {
+                    let mut view = self.view();
+                    view.value += by;
+                    view.scheduled = None;
+                    Ok(Decision {
+                        events: vec![
+                            (ctx.key, Event::Counter(CounterEvent::Added { by })),
+                            (ctx.key, Event::Counter(CounterEvent::ScheduleRan)),
+                        ],
+                        reply: view,
+                    })
+                }
+                _ => Ok(Decision::read(self.view())),
+            },
             CounterCommand::Add { by, mirror_to } => {
                 let value = self
                     .value
@@ -122,18 +169,39 @@ impl Entity for Counter {
                 self.mirrors.insert(*from, *value);
                 self.mirrors_dirty.push(*from);
             }
+            Event::Counter(CounterEvent::Scheduled { by, at_ms }) => {
+                self.scheduled = Some((*by, *at_ms));
+                self.schedule_dirty = true;
+            }
+            Event::Counter(CounterEvent::ScheduleRan) => {
+                self.scheduled = None;
+                self.schedule_dirty = true;
+            }
             other => unreachable!("not a counter event: {other:?}"),
         }
     }
 
+    fn next_deadline(&self) -> Option<u64> {
+        self.scheduled.map(|(_, at_ms)| at_ms)
+    }
+
+    fn timer_command(&self, now_ms: u64) -> Option<CounterCommand> {
+        self.scheduled
+            .filter(|(_, at_ms)| *at_ms <= now_ms)
+            .map(|_| CounterCommand::RunSchedule)
+    }
+
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
+        if std::mem::take(&mut self.schedule_dirty) {
+            batch.put(key, SCHEDULE, &Part::Schedule(self.scheduled));
+        }
         if std::mem::take(&mut self.value_dirty) {
-            batch.put(key, VALUE, &self.value);
+            batch.put(key, VALUE, &Part::Value(self.value));
         }
         for from in std::mem::take(&mut self.mirrors_dirty) {
             let mut sub = MIRROR.to_vec();
             sub.extend_from_slice(&from.to_be_bytes());
-            batch.put(key, &sub, &self.mirrors[&from]);
+            batch.put(key, &sub, &Part::Mirror(self.mirrors[&from]));
         }
     }
 

@@ -53,7 +53,9 @@ pub use config::{Durability, EngineConfig};
 pub use error::{Error, Result};
 pub use runtime::CheckpointReport;
 
-use runtime::{checkpoint, recovery::Replay, tracker::Tracker, Directories, Shared};
+use runtime::{
+    checkpoint, recovery::Replay, timers::Timers, tracker::Tracker, Directories, Shared,
+};
 use store::{DirLock, Store};
 use wal::Wal;
 
@@ -86,6 +88,7 @@ struct Inner {
     system: actix_rt::System,
     system_thread: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
+    timer_thread: Mutex<Option<JoinHandle<()>>>,
     background: Arc<Background>,
     pass_lock: Arc<Mutex<()>>,
     checkpoint_failed: Arc<AtomicBool>,
@@ -136,11 +139,16 @@ impl Engine {
             wal,
             store,
             tracker: Tracker::default(),
+            timers: Timers::default(),
             clock,
             config,
             shards,
             directories: Directories::default(),
         });
+        // Re-arm every durable timer (passivated actors included) from sled.
+        for (key, deadline) in shared.store.deadlines()? {
+            shared.timers.set(key, Some(deadline));
+        }
         let background = Arc::new(Background {
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -153,6 +161,7 @@ impl Engine {
             pass_lock.clone(),
             checkpoint_failed.clone(),
         )?;
+        let timer_thread = spawn_timer_thread(shared.clone(), background.clone())?;
         let recovery = RecoveryInfo {
             coverage_lsn: meta.coverage_lsn,
             records_replayed,
@@ -169,6 +178,7 @@ impl Engine {
                 system,
                 system_thread: Mutex::new(Some(system_thread)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                timer_thread: Mutex::new(Some(timer_thread)),
                 background,
                 pass_lock,
                 checkpoint_failed,
@@ -220,6 +230,32 @@ impl Engine {
         checkpoint::run_pass(&self.inner.shared)
     }
 
+    /// Fires every durable timer due at the clock's current time and waits until each actor has
+    /// run its timer command. Returns how many fired. The background timer thread does the same
+    /// every `timer_tick_ms`; tests with a [`ManualClock`] call this after advancing the clock.
+    pub async fn fire_due_timers(&self) -> usize {
+        let shared = &self.inner.shared;
+        let due = shared.timers.take_due(shared.clock.now_ms(), usize::MAX);
+        let mut acks = Vec::with_capacity(due.len());
+        for key in &due {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            shared
+                .directories
+                .any(key.kind)
+                .fire_timer(shared, key.id, Some(ack));
+            acks.push(done);
+        }
+        for done in acks {
+            let _ = done.await;
+        }
+        due.len()
+    }
+
+    /// Number of actors with a durable timer armed.
+    pub fn timers_armed(&self) -> usize {
+        self.inner.shared.timers.len()
+    }
+
     /// Number of actors currently active (in memory), all kinds.
     pub fn active_actors(&self) -> usize {
         self.inner
@@ -261,8 +297,10 @@ impl Engine {
         }
         *inner.background.stop.lock().expect("stop lock") = true;
         inner.background.wake.notify_all();
-        if let Some(thread) = inner.checkpointer.lock().expect("join lock").take() {
-            let _ = thread.join();
+        for thread in [&inner.checkpointer, &inner.timer_thread] {
+            if let Some(thread) = thread.lock().expect("join lock").take() {
+                let _ = thread.join();
+            }
         }
         let shared = &inner.shared;
         let mut outcome = shared.wal.sync();
@@ -288,8 +326,10 @@ impl Drop for Inner {
         if !self.closed.swap(true, Ordering::AcqRel) {
             *self.background.stop.lock().expect("stop lock") = true;
             self.background.wake.notify_all();
-            if let Some(thread) = self.checkpointer.lock().expect("join lock").take() {
-                let _ = thread.join();
+            for thread in [&self.checkpointer, &self.timer_thread] {
+                if let Some(thread) = thread.lock().expect("join lock").take() {
+                    let _ = thread.join();
+                }
             }
             self.system.stop();
             if let Some(thread) = self.system_thread.lock().expect("join lock").take() {
@@ -369,6 +409,37 @@ fn spawn_checkpointer(
         .map_err(|e| Error::io("spawn checkpointer thread", e))
 }
 
+/// Fires due timers every `timer_tick_ms` (at most `TIMERS_PER_TICK_MAX` per tick, so a burst of
+/// expiries cannot flood the mailboxes in one go; the rest fire on the next tick).
+fn spawn_timer_thread(shared: Arc<Shared>, background: Arc<Background>) -> Result<JoinHandle<()>> {
+    const TIMERS_PER_TICK_MAX: usize = 10_000;
+    let interval = Duration::from_millis(shared.config.timer_tick_ms);
+    std::thread::Builder::new()
+        .name("switchyard-timers".into())
+        .spawn(move || loop {
+            {
+                let stop = background.stop.lock().expect("stop lock");
+                let (stop, _) = background
+                    .wake
+                    .wait_timeout_while(stop, interval, |stop| !*stop)
+                    .expect("stop lock");
+                if *stop {
+                    return;
+                }
+            }
+            let due = shared
+                .timers
+                .take_due(shared.clock.now_ms(), TIMERS_PER_TICK_MAX);
+            for key in due {
+                shared
+                    .directories
+                    .any(key.kind)
+                    .fire_timer(&shared, key.id, None);
+            }
+        })
+        .map_err(|e| Error::io("spawn timer thread", e))
+}
+
 /// The demonstration counters (see [`demo`]).
 pub struct Counters<'a> {
     engine: &'a Engine,
@@ -381,6 +452,14 @@ impl Counters<'_> {
         self.engine
             .shared()
             .ask::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
+            .await
+    }
+
+    /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).
+    pub async fn schedule(&self, id: u64, by: i64, at_ms: u64) -> Result<demo::CounterView> {
+        self.engine
+            .shared()
+            .ask::<demo::Counter>(id, demo::CounterCommand::Schedule { by, at_ms })
             .await
     }
 

@@ -162,3 +162,43 @@ fn a_second_engine_on_the_same_dir_is_refused() {
         Ok(_) => panic!("a second engine opened the same data dir"),
     }
 }
+
+#[tokio::test]
+async fn durable_timers_fire_on_the_virtual_clock_and_survive_restart_and_passivation() {
+    let dir = tempfile::tempdir().unwrap();
+    let start_ms = 10_000_000;
+    let clock = ManualClock::new(start_ms);
+    let mut config = EngineConfig::for_tests(dir.path());
+    config.passivate_after_ms = 1_000;
+    // The background thread must not fire timers behind the test's back: make its tick long.
+    config.timer_tick_ms = 3_600_000;
+    {
+        let engine = Engine::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
+        engine.counters().schedule(1, 10, start_ms + 5_000).await.unwrap();
+        engine.counters().schedule(2, 20, start_ms + 60_000).await.unwrap();
+        assert_eq!(engine.timers_armed(), 2);
+        assert_eq!(engine.fire_due_timers().await, 0, "nothing is due yet");
+        clock.advance_ms(5_000);
+        assert_eq!(engine.fire_due_timers().await, 1);
+        assert_eq!(engine.counters().get(1).await.unwrap().value, 10);
+        assert_eq!(engine.counters().get(2).await.unwrap().value, 0);
+        assert_eq!(engine.timers_armed(), 1);
+        // Crash (no shutdown): counter 2's deadline must come back from the log.
+    }
+    let engine = Engine::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
+    assert_eq!(engine.timers_armed(), 1, "the pending deadline is re-armed at start-up");
+    // Let counter 2 passivate, then fire: the timer re-activates it.
+    engine.checkpoint().unwrap();
+    clock.advance_ms(2_000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.active_actors() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.active_actors(), 0);
+    clock.advance_ms(60_000);
+    assert_eq!(engine.fire_due_timers().await, 1);
+    let view = engine.counters().get(2).await.unwrap();
+    assert_eq!((view.value, view.scheduled), (20, None));
+    assert_eq!(engine.counters().get(1).await.unwrap().value, 10, "fired once only");
+    assert_eq!(engine.timers_armed(), 0);
+}

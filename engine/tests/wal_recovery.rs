@@ -327,7 +327,10 @@ proptest! {
         let bytes = fs::read(&last.path).unwrap();
         fs::OpenOptions::new().write(true).open(&last.path).unwrap().set_len(cut_offset).unwrap();
 
-        let kept_before: usize = segments[..segments.len() - 1].iter().map(|s| s.records.len()).sum();
+        let kept_before: usize = segments[..segments.len() - 1]
+            .iter()
+            .map(|segment| segment.records.len())
+            .sum();
         let kept_last = last.records.iter().filter(|record| record.end <= cut_offset).count();
         let expected: Records = written[..kept_before + kept_last].to_vec();
         let expected_dropped = if cut_offset < SEGMENT_HEADER_BYTES {

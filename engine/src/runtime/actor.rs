@@ -9,6 +9,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::oneshot;
 
 use super::{Ctx, Entity, Event, Record, Shared};
+use crate::clock::Millis;
 use crate::codec;
 use crate::error::Result;
 use crate::store::SnapshotBatch;
@@ -30,6 +31,10 @@ pub(crate) struct EntityActor<E: Entity> {
     pub snapshot_written: u64,
     /// Clock time of the last handled message, for passivation.
     pub last_active_ms: u64,
+    /// The deadline registered in the timer index for this actor.
+    pub deadline: Option<Millis>,
+    /// The deadline stored with the last snapshot taken.
+    pub persisted_deadline: Option<Millis>,
 }
 
 impl<E: Entity> EntityActor<E> {
@@ -39,6 +44,15 @@ impl<E: Entity> EntityActor<E> {
 
     fn handled(&self) {
         self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Re-reads the entity's deadline and updates the timer index when it changed.
+    pub(crate) fn sync_deadline(&mut self) {
+        let deadline = self.state.next_deadline();
+        if deadline != self.deadline {
+            self.shared.timers.set(self.key, deadline);
+            self.deadline = deadline;
+        }
     }
 
     /// Steps 2–4: decide, log, apply, deliver. Returns the result and the LSN to wait for.
@@ -98,6 +112,7 @@ impl<E: Entity> EntityActor<E> {
             }
         }
         self.last_applied = lsn;
+        self.sync_deadline();
         (Ok(decision.reply), lsn)
     }
 }
@@ -106,6 +121,9 @@ impl<E: Entity> Actor for EntityActor<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Register the deadline the loaded state has (the index may hold it already).
+        self.deadline = None;
+        self.sync_deadline();
         let check_ms = (self.shared.config.passivate_after_ms / 4).clamp(10, 60_000);
         ctx.run_interval(Duration::from_millis(check_ms), |actor, ctx| {
             actor.maybe_passivate(ctx)
@@ -170,6 +188,7 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
         self.touch();
         self.state.apply_foreign(&message.event);
         self.last_applied = self.last_applied.max(message.lsn);
+        self.sync_deadline();
         if self.dirty_floor.is_none() {
             // Transfer the message's hold to this actor's dirty hold.
             self.dirty_floor = Some(message.floor);
@@ -187,6 +206,8 @@ pub(crate) struct TakenSnapshot {
     pub batch: SnapshotBatch,
     pub lsn: u64,
     pub floor: u64,
+    /// `Some(deadline)` when the deadline changed since the last snapshot.
+    pub deadline: Option<Option<Millis>>,
 }
 
 pub(crate) struct TakeSnapshot {
@@ -204,10 +225,14 @@ impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
         let taken = self.dirty_floor.take().map(|floor| {
             let mut batch = SnapshotBatch::default();
             self.state.save(self.key, &mut batch);
+            let deadline = self.state.next_deadline();
+            let changed = deadline != self.persisted_deadline;
+            self.persisted_deadline = deadline;
             TakenSnapshot {
                 batch,
                 lsn: self.last_applied,
                 floor,
+                deadline: changed.then_some(deadline),
             }
         });
         let _ = message.reply.send(taken);
@@ -229,6 +254,37 @@ impl<E: Entity> Handler<SnapshotWritten> for EntityActor<E> {
 
     fn handle(&mut self, message: SnapshotWritten, _: &mut Self::Context) {
         self.snapshot_written = self.snapshot_written.max(message.lsn);
+        self.handled();
+    }
+}
+
+/// A due timer: run the entity's timer command. `ack` (tests) is told once it ran.
+pub(crate) struct Timer {
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+impl Message for Timer {
+    type Result = ();
+}
+
+impl<E: Entity> Handler<Timer> for EntityActor<E> {
+    type Result = ();
+
+    fn handle(&mut self, message: Timer, _: &mut Self::Context) {
+        self.touch();
+        let now_ms = self.shared.clock.now_ms();
+        if let Some(command) = self.state.timer_command(now_ms) {
+            let (result, _) = self.run_command(command);
+            if let Err(error) = result {
+                tracing::warn!(%error, key = ?self.key, "timer command failed");
+            }
+        }
+        // The index entry was taken when the timer fired: register what the state wants now.
+        self.deadline = None;
+        self.sync_deadline();
+        if let Some(ack) = message.ack {
+            let _ = ack.send(());
+        }
         self.handled();
     }
 }

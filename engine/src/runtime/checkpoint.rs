@@ -66,7 +66,12 @@ pub(crate) fn run_pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
             report.parts += snapshot.batch.len();
             floors.push(snapshot.floor);
             written.push((key, snapshot.lsn));
-            batches.push((key, snapshot.lsn, snapshot.batch));
+            batches.push(crate::store::Snapshot {
+                key,
+                lsn: snapshot.lsn,
+                parts: snapshot.batch,
+                deadline: snapshot.deadline,
+            });
         }
         shared.store.apply(batches)?;
         shared.store.flush()?;

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use actix::{Actor, Addr};
 use tokio::sync::oneshot;
 
-use super::actor::{Ask, EntityActor, Foreign, SnapshotWritten, TakeSnapshot, TakenSnapshot};
+use super::actor::{
+    Ask, EntityActor, Foreign, SnapshotWritten, TakeSnapshot, TakenSnapshot, Timer,
+};
 use super::{ActorKey, Entity, Event, Kind, Shared};
 use crate::error::{Error, Result};
 
@@ -79,6 +81,7 @@ impl<E: Entity> Directory<E> {
             .snapshot_meta(key)?
             .map(|meta| meta.lsn)
             .unwrap_or(0);
+        let persisted_deadline = shared.store.deadline(key)?;
         let pending = Arc::new(AtomicUsize::new(1));
         let shard = &shared.shards[(mix(id) % shared.shards.len() as u64) as usize];
         let actor = EntityActor {
@@ -90,6 +93,8 @@ impl<E: Entity> Directory<E> {
             dirty_floor: None,
             snapshot_written: snapshot_lsn,
             last_active_ms: shared.clock.now_ms(),
+            deadline: None,
+            persisted_deadline,
         };
         let addr = EntityActor::start_in_arbiter(shard, move |_| actor);
         stripe.insert(
@@ -149,6 +154,7 @@ pub(crate) trait AnyDirectory: Send + Sync {
         id: u64,
     ) -> Result<crossbeam_channel::Receiver<Option<TakenSnapshot>>>;
     fn snapshot_written(&self, id: u64, lsn: u64);
+    fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>);
     fn active_count(&self) -> usize;
 }
 
@@ -180,6 +186,15 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         if let Some(entry) = stripe.get(&id) {
             entry.pending.fetch_add(1, Ordering::AcqRel);
             entry.addr.do_send(SnapshotWritten { lsn });
+        }
+    }
+
+    fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>) {
+        match self.reserve(shared, id, false) {
+            Ok((addr, _)) => addr.do_send(Timer { ack }),
+            Err(error) => {
+                tracing::error!(%error, id, "cannot activate an actor for its timer");
+            }
         }
     }
 

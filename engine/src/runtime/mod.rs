@@ -31,6 +31,7 @@ mod actor;
 pub(crate) mod checkpoint;
 pub(crate) mod recovery;
 mod directory;
+pub(crate) mod timers;
 pub(crate) mod tracker;
 
 use std::sync::Arc;
@@ -68,9 +69,24 @@ pub struct ActorKey {
     pub id: u64,
 }
 
+impl Kind {
+    pub fn from_u8(value: u8) -> Option<Kind> {
+        [Kind::Counter, Kind::Accounts, Kind::User, Kind::PostIndex]
+            .into_iter()
+            .find(|kind| *kind as u8 == value)
+    }
+}
+
 impl ActorKey {
     pub const fn new(kind: Kind, id: u64) -> Self {
         ActorKey { kind, id }
+    }
+
+    /// The inverse of [`ActorKey::prefix`].
+    pub fn from_prefix(bytes: &[u8]) -> Option<ActorKey> {
+        let kind = Kind::from_u8(*bytes.first()?)?;
+        let id: [u8; 8] = bytes.get(1..9)?.try_into().ok()?;
+        Some(ActorKey::new(kind, u64::from_be_bytes(id)))
     }
 
     /// The sled key of the actor's snapshot header: kind byte + big-endian id.
@@ -152,6 +168,18 @@ pub trait Entity: Sized + Send + Unpin + 'static {
         self.apply(event)
     }
 
+    /// The next instant (clock ms) at which this actor wants `timer_command`, derived from its
+    /// state. The runtime re-reads it after every applied event and persists it with snapshots.
+    fn next_deadline(&self) -> Option<Millis> {
+        None
+    }
+
+    /// Called once the clock has passed `next_deadline`: the command to run (its events are
+    /// logged as usual). `None` when nothing is due after all.
+    fn timer_command(&self, _now_ms: Millis) -> Option<Self::Command> {
+        None
+    }
+
     /// Writes the parts of the state changed since the last call into `batch`.
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
 
@@ -164,6 +192,7 @@ pub(crate) struct Shared {
     pub wal: Wal,
     pub store: Store,
     pub tracker: tracker::Tracker,
+    pub timers: timers::Timers,
     pub clock: SharedClock,
     pub config: EngineConfig,
     pub shards: Vec<actix_rt::ArbiterHandle>,

@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use super::{ActorKey, Entity, Event, Kind, Record};
 use crate::codec;
 use crate::error::Result;
-use crate::store::{SnapshotBatch, Store};
+use crate::store::{Snapshot, SnapshotBatch, Store};
 
 trait Replayed {
     fn apply(&mut self, event: &Event, own: bool);
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
+    fn deadline(&self) -> Option<crate::clock::Millis>;
 }
 
 struct ReplayedEntity<E: Entity>(E);
@@ -31,6 +32,10 @@ impl<E: Entity> Replayed for ReplayedEntity<E> {
 
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
         self.0.save(key, batch)
+    }
+
+    fn deadline(&self) -> Option<crate::clock::Millis> {
+        self.0.next_deadline()
     }
 }
 
@@ -102,9 +107,14 @@ impl<'a> Replay<'a> {
         let count = self.actors.len();
         let mut batches = Vec::with_capacity(count);
         for (key, mut loaded) in self.actors {
-            let mut batch = SnapshotBatch::default();
-            loaded.state.save(key, &mut batch);
-            batches.push((key, loaded.last_lsn, batch));
+            let mut parts = SnapshotBatch::default();
+            loaded.state.save(key, &mut parts);
+            batches.push(Snapshot {
+                key,
+                lsn: loaded.last_lsn,
+                parts,
+                deadline: Some(loaded.state.deadline()),
+            });
         }
         for chunk in chunked(batches, 4096) {
             self.store.apply(chunk)?;

@@ -7,6 +7,7 @@
 //!   replay applies an actor's own events only above that LSN.
 //! - `meta.coverage_lsn` is flushed before any WAL segment at or below it is removed; every event at
 //!   or below it is reflected in flushed snapshots.
+//! - An actor's deadline (durable timer) is stored beside its snapshot, in the same batch.
 //! - The data directory is locked (`LOCK`, flock) for the life of the process.
 
 use std::fs::{File, OpenOptions};
@@ -20,6 +21,15 @@ use crate::error::{Error, Result};
 use crate::runtime::ActorKey;
 
 const META_KEY: &[u8] = b"meta";
+/// Deadlines live in the snapshot tree under this first byte (no `Kind` has it), so a snapshot
+/// and its deadline are written in one batch.
+const TIMER_TAG: u8 = 0xFF;
+
+fn timer_key(key: ActorKey) -> [u8; 10] {
+    let mut out = [TIMER_TAG; 10];
+    out[1..].copy_from_slice(&key.prefix());
+    out
+}
 
 /// The store-wide meta record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +71,17 @@ impl DirLock {
         }
         Ok(DirLock { _file: file })
     }
+}
+
+/// One actor's snapshot as the checkpointer writes it.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub key: ActorKey,
+    /// The last LSN the snapshot reflects.
+    pub lsn: u64,
+    pub parts: SnapshotBatch,
+    /// `Some(new deadline)` when the actor's deadline changed since the last snapshot.
+    pub deadline: Option<Option<u64>>,
 }
 
 /// A set of snapshot writes for one actor, built on the actor's thread and applied by the
@@ -185,15 +206,49 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies snapshot batches (each with the LSN it reflects) atomically. Not flushed.
-    pub fn apply(&self, snapshots: Vec<(ActorKey, u64, SnapshotBatch)>) -> Result<()> {
+    /// Applies snapshots atomically (one sled batch): for each actor, its changed parts, the LSN
+    /// they reflect, and its deadline when it changed (`Some(None)` clears it). Not flushed.
+    pub fn apply(&self, snapshots: Vec<Snapshot>) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for (key, lsn, ops) in snapshots {
-            ops.extend_into(&mut batch);
-            batch.insert(&key.prefix()[..], codec::encode(&SnapshotMeta { lsn }));
+        for snapshot in snapshots {
+            let key = snapshot.key;
+            snapshot.parts.extend_into(&mut batch);
+            batch.insert(
+                &key.prefix()[..],
+                codec::encode(&SnapshotMeta { lsn: snapshot.lsn }),
+            );
+            match snapshot.deadline {
+                Some(Some(deadline)) => batch.insert(&timer_key(key)[..], &deadline.to_be_bytes()),
+                Some(None) => batch.remove(&timer_key(key)[..]),
+                None => {}
+            }
         }
         self.snapshots.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The persisted deadline of one actor.
+    pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
+        Ok(self.snapshots.get(timer_key(key))?.and_then(|bytes| {
+            let bytes: [u8; 8] = bytes.as_ref().try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }))
+    }
+
+    /// Every persisted deadline (start-up re-arms them).
+    pub fn deadlines(&self) -> Result<Vec<(ActorKey, u64)>> {
+        let mut out = Vec::new();
+        for item in self.snapshots.scan_prefix([TIMER_TAG]) {
+            let (key, value) = item?;
+            let key = ActorKey::from_prefix(&key[1..])
+                .ok_or_else(|| Error::Store("timers: bad actor key".into()))?;
+            let value: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Store("timers: bad deadline".into()))?;
+            out.push((key, u64::from_be_bytes(value)));
+        }
+        Ok(out)
     }
 
     /// Makes every applied snapshot durable.
@@ -217,7 +272,14 @@ mod tests {
             let mut batch = SnapshotBatch::default();
             batch.put(key, b"value", &7u64);
             batch.put(key, b"other", &"x".to_string());
-            store.apply(vec![(key, 9, batch)]).unwrap();
+            store
+                .apply(vec![Snapshot {
+                    key,
+                    lsn: 9,
+                    parts: batch,
+                    deadline: Some(Some(77)),
+                }])
+                .unwrap();
             store.write_meta(9).unwrap();
         }
         let store = Store::open(dir.path(), 1 << 20).unwrap();
@@ -228,7 +290,16 @@ mod tests {
         assert_eq!(store.snapshot_meta(other).unwrap(), None);
         let mut batch = SnapshotBatch::default();
         batch.remove(key, b"other");
-        store.apply(vec![(key, 10, batch)]).unwrap();
+        assert_eq!(store.deadlines().unwrap(), vec![(key, 77)]);
+        store
+            .apply(vec![Snapshot {
+                key,
+                lsn: 10,
+                parts: batch,
+                deadline: Some(None),
+            }])
+            .unwrap();
+        assert_eq!(store.deadline(key).unwrap(), None);
         let all: Vec<(Vec<u8>, u64)> = store.scan(key).unwrap();
         assert_eq!(all, vec![(b"value".to_vec(), 7)]);
     }

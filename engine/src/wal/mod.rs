@@ -27,9 +27,9 @@
 //! `dir/<first lsn, 20 digits>.log`: a 32-byte header (magic `SWYDWAL1`, `codec::FORMAT_VERSION`,
 //! first lsn, CRC32C) followed by records `[len u32][crc32c u32][lsn u64][payload]`, little
 //! endian, CRC over lsn and payload. `len == 0` marks the end of the data (the preallocated zero
-//! tail). Byte offsets are in [`segment`]'s module doc. A segment is rolled when the next record
-//! would take it past `segment_bytes_max`; every open starts a new segment named by the next
-//! LSN, so no segment is ever appended to after a restart.
+//! tail). Byte offsets are in the module doc of `wal/segment.rs`. A segment is rolled when the
+//! next record would take it past `segment_bytes_max`; every open starts a new segment named by
+//! the next LSN, so no segment is ever appended to after a restart.
 //!
 //! # Torn tail vs corruption
 //!
@@ -50,6 +50,19 @@
 //! Nothing is ever skipped silently. A gap between segments (or before the first one) is
 //! corruption when it hides LSNs above the caller's `after_lsn`; below it the records are
 //! covered by the checkpoint and the gap is legitimate.
+//!
+//! Known limit of the rule: a power loss in the middle of an unsynced batch may persist a later
+//! page of that batch but not an earlier one (the page cache writes back in any order). That
+//! reads as "bad record followed by a good one" and start-up refuses, although no acknowledged
+//! record is involved; the message names the file and offset for an operator to decide.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the `Wal` handle (append, waits, sync, segment removal, metrics, close) and the
+//!   state it shares with the writer.
+//! - `segment.rs`: the byte format (names, header, record framing) and segment creation.
+//! - `recovery.rs`: the start-up scan and the torn-tail/corruption decision.
+//! - `writer.rs`: the `wal-writer` thread (group commit, rolling, poisoning).
 //!
 //! Architecture invariants: only the writer thread calls fdatasync on a live WAL (recovery syncs
 //! the files it replayed before the writer starts). Appenders never wait on I/O. Segments other
@@ -357,7 +370,12 @@ impl Wal {
                 std::fs::remove_file(&oldest.path).map_err(|error| {
                     Error::io(format!("wal: removing {}", oldest.path.display()), error)
                 })?;
-                tracing::debug!(path = %oldest.path.display(), first_lsn = oldest.first_lsn, last_lsn = oldest.last_lsn, "wal: removed a covered segment");
+                tracing::debug!(
+                    path = %oldest.path.display(),
+                    first_lsn = oldest.first_lsn,
+                    last_lsn = oldest.last_lsn,
+                    "wal: removed a covered segment"
+                );
                 segments.pop_front();
                 removed += 1;
             }
@@ -540,7 +558,10 @@ impl Shared {
     /// Fail-stop after a failed write or fdatasync.
     pub(crate) fn poison(&self, failure: &Failure) {
         let reason = format!("{} failed: {}", failure.context, failure.error);
-        tracing::error!(dir = %self.config.dir.display(), "wal: poisoned, every later write fails until restart: {reason}");
+        tracing::error!(
+            dir = %self.config.dir.display(),
+            "wal: poisoned, every later write fails until restart: {reason}"
+        );
         lock(&self.poison_reason).get_or_insert(reason);
         self.poisoned.store(true, Ordering::Release);
         self.publish(|state| state.poisoned = true);

@@ -71,7 +71,11 @@ pub(crate) fn recover(
                 let torn = data.len() < SEGMENT_HEADER_BYTES || data.iter().all(|b| *b == 0);
                 if is_last && torn {
                     report.torn_bytes_dropped += segment::nonzero_end(&data, 0).unwrap_or(0) as u64;
-                    tracing::warn!(path = %path.display(), bytes = data.len(), "wal: removing a torn segment ({detail})");
+                    tracing::warn!(
+                        path = %path.display(),
+                        bytes = data.len(),
+                        "wal: removing a torn segment ({detail})"
+                    );
                     repairs.push(TailRepair::Remove { path: path.clone() });
                     break;
                 }
@@ -133,7 +137,10 @@ pub(crate) fn recover(
             return Err(corruption(
                 path,
                 offset as u64,
-                format!("{reason}, but a valid record (lsn {later_lsn}) follows at offset {later_offset}"),
+                format!(
+                    "{reason}, but a valid record (lsn {later_lsn}) follows at offset \
+                     {later_offset}"
+                ),
             ));
         }
         for (_, later_path) in &files[index + 1..] {
@@ -147,7 +154,8 @@ pub(crate) fn recover(
                     path,
                     offset as u64,
                     format!(
-                        "{reason}, but a valid record (lsn {later_lsn}) follows in {} at offset {later_offset}",
+                        "{reason}, but a valid record (lsn {later_lsn}) follows in {} at \
+                         offset {later_offset}",
                         later_path.display()
                     ),
                 ));
@@ -176,7 +184,11 @@ pub(crate) fn recover(
         }
         for (_, later_path) in &files[index + 1..] {
             let later_bytes = fs::metadata(later_path).map(|m| m.len()).unwrap_or(0);
-            tracing::warn!(path = %later_path.display(), bytes = later_bytes, "wal: removing a segment after the torn tail (it holds no valid record)");
+            tracing::warn!(
+                path = %later_path.display(),
+                bytes = later_bytes,
+                "wal: removing a segment after the torn tail (it holds no valid record)"
+            );
             repairs.push(TailRepair::Remove {
                 path: later_path.clone(),
             });
@@ -237,7 +249,11 @@ fn check_continuity(
         return Err(corruption(
             path,
             0,
-            format!("segment starts at lsn {first_lsn}, overlapping the previous segment which ends at {}", expected - 1),
+            format!(
+                "segment starts at lsn {first_lsn}, overlapping the log before it, which ends \
+                 at {}",
+                expected - 1
+            ),
         ));
     }
     if first_lsn > expected && first_lsn - 1 > after_lsn {
@@ -245,7 +261,8 @@ fn check_continuity(
             path,
             0,
             format!(
-                "segment starts at lsn {first_lsn} but the log before it ends at {}; records {}..={} needed after checkpoint lsn {after_lsn} are missing",
+                "segment starts at lsn {first_lsn} but the log before it ends at {}; records \
+                 {}..={} needed after checkpoint lsn {after_lsn} are missing",
                 expected - 1,
                 expected.max(after_lsn + 1),
                 first_lsn - 1

@@ -62,7 +62,10 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
                 segments.push((first_lsn, entry.path()))
             }
             _ => {
-                tracing::warn!(path = %entry.path().display(), "wal: ignoring a file that is not a segment")
+                tracing::warn!(
+                    path = %entry.path().display(),
+                    "wal: ignoring a file that is not a segment"
+                )
             }
         }
     }
