@@ -251,6 +251,21 @@ impl Engine {
         due.len()
     }
 
+    /// Number of actor shards (arbiter threads).
+    pub fn shards(&self) -> usize {
+        self.inner.shared.shards.len()
+    }
+
+    /// Runs `future` on shard `shard`'s arbiter thread (the thread its actors run on), so a caller
+    /// can keep a request's path on one thread. Returns false if the shard has stopped.
+    pub fn spawn_on_shard<F>(&self, shard: usize, future: F) -> bool
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shards = &self.inner.shared.shards;
+        shards[shard % shards.len()].spawn(future)
+    }
+
     /// Number of actors with a durable timer armed.
     pub fn timers_armed(&self) -> usize {
         self.inner.shared.timers.len()
@@ -453,6 +468,24 @@ impl Counters<'_> {
             .shared()
             .ask::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
             .await
+    }
+
+    /// Adds `by` to counter `id` one-way: queued, never awaited (for throughput benches).
+    pub fn add_one_way(&self, id: u64, by: i64) -> Result<()> {
+        self.engine.shared().tell::<demo::Counter>(
+            id,
+            demo::CounterCommand::Add {
+                by,
+                mirror_to: None,
+            },
+        )
+    }
+
+    /// Reads counter `id` one-way (a pure mailbox round without a reply; for benches).
+    pub fn get_one_way(&self, id: u64) -> Result<()> {
+        self.engine
+            .shared()
+            .tell::<demo::Counter>(id, demo::CounterCommand::Get)
     }
 
     /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).

@@ -200,6 +200,14 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Queues `command` for actor `id` without waiting for the reply (one-way). The change is
+    /// applied like any other; the caller just never learns the outcome.
+    pub fn tell<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<()> {
+        E::directory(&self.directories)
+            .ask(self, id, command)
+            .map(|_| ())
+    }
+
     /// Sends `command` to actor `id` of kind `E` and returns its reply once the state it reflects
     /// is durable (in `sync` durability).
     pub async fn ask<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<E::Reply> {
