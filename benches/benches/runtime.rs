@@ -6,6 +6,7 @@
 //!   thread wake-up (60–80 µs to an idle thread) unless many are in flight, so they are measured
 //!   with 64 in flight.
 //! - `actor_tell/*`: one-way messages per second (≈7M/s raw actix; ours ≈3M/s).
+//!
 //! Target: within 2× of raw actix.
 
 use std::time::{Duration, Instant};

@@ -29,23 +29,29 @@ pub enum Error {
     /// The configuration is invalid; the message names the key.
     #[error("configuration: {0}")]
     Config(String),
-    /// An operating-system call failed (bind, signal setup, reading the config file).
-    #[error("{context}: {source}")]
+    /// An operating-system call failed (bind, signal setup, reading the config file). The
+    /// message includes the cause, so it is not also a `source` (which would print it twice).
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The engine failed to open or to shut down cleanly.
     #[error("engine: {0}")]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
+}
+
+impl From<EngineError> for Error {
+    fn from(error: EngineError) -> Self {
+        Error::Engine(error)
+    }
 }
 
 impl Error {
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, cause: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause,
         }
     }
 }
@@ -72,7 +78,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         ApiError {
             status,
             code,
@@ -164,6 +174,21 @@ impl ApiError {
         error
     }
 
+    /// 401 `unauthenticated`: no, expired or bad token.
+    pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 403 with `code` (`forbidden` or a domain code such as `own_post`).
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// The API.md error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// 500 with a generic message; the cause must already be logged.
     pub fn internal() -> Self {
         ApiError::new(
@@ -188,6 +213,9 @@ impl ApiError {
             EngineError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             EngineError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            EngineError::Unauthenticated { code, message } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, code, message)
             }
             EngineError::Forbidden { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
@@ -268,6 +296,10 @@ mod tests {
             EngineError::invalid_field("invalid_email", "email", "bad email"),
             EngineError::NotFound("counter"),
             EngineError::conflict("email_taken", "taken"),
+            EngineError::Unauthenticated {
+                code: "invalid_credentials",
+                message: "bad password".into(),
+            },
             EngineError::forbidden("own_post", "own post"),
             EngineError::unprocessable("email_undeliverable", "undeliverable"),
             EngineError::Overloaded("mailbox"),
@@ -286,6 +318,7 @@ mod tests {
                 EngineError::Invalid { .. }
                 | EngineError::NotFound(_)
                 | EngineError::Conflict { .. }
+                | EngineError::Unauthenticated { .. }
                 | EngineError::Forbidden { .. }
                 | EngineError::Unprocessable { .. }
                 | EngineError::Overloaded(_)
@@ -305,6 +338,7 @@ mod tests {
             (400, "invalid_email", false),
             (404, "not_found", false),
             (409, "email_taken", false),
+            (401, "invalid_credentials", false),
             (403, "own_post", false),
             (422, "email_undeliverable", false),
             (503, "overloaded", true),

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`config`]: [`ServerConfig`], every limit with its unit and default, built from defaults ←
 //!   TOML file ← `--set` ← flags and environment; `validate()` checks relations at start-up.
+//! - [`app`]: [`app::App`], the state connections share, and the per-request pipeline (route →
+//!   admission → handler → metrics).
 //! - [`server`]: [`run`]: the accept loop (connection limit taken before `accept`), per-connection
 //!   hyper setup, opening the engine in the background, graceful shutdown in a fixed order.
 //! - [`routes`]: the hand-written router (method + path pattern → handler), the request context
@@ -22,6 +24,9 @@
 //! **Architecture Invariant:** bad input is always a 4xx and changes nothing; a 5xx means IO,
 //! corruption or a bug (see [`error::ApiError::from_engine`]).
 
+pub mod app;
+pub mod adapters;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

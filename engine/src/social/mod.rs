@@ -538,17 +538,12 @@ impl Social<'_> {
 
     async fn set_like(&self, user_id: u64, post_id: u64, on: bool) -> Result<LikeOutcome> {
         let author_id = self.author_of(post_id).await?;
-        if on {
-            if let Some(max) = self.config.max_likes_per_user {
-                let liker = self.user(user_id).await?;
-                if liker.likes_given >= max {
-                    return Err(Error::forbidden(
-                        "like_limit_reached",
-                        format!("a user may have at most {max} likes"),
-                    ));
-                }
-            }
-        }
+        // The ground rule is checked against the liker's count read just before; the author
+        // applies it after its own checks, so a repeated like is still `already_liked`.
+        let limit_reached = match (on, self.config.max_likes_per_user) {
+            (true, Some(max)) => self.user(user_id).await?.likes_given >= max,
+            _ => false,
+        };
         self.shared
             .ask::<user::User>(
                 author_id,
@@ -556,6 +551,7 @@ impl Social<'_> {
                     post_id,
                     liker: user_id,
                     on,
+                    limit_reached,
                 },
             )
             .await?

@@ -24,7 +24,13 @@ pub enum UserCommand {
         after: Option<u64>,
         limit: usize,
     },
-    SetLike { post_id: u64, liker: u64, on: bool },
+    /// `limit_reached`: the liker is at `limits.max_likes_per_user` (read by the caller).
+    SetLike {
+        post_id: u64,
+        liker: u64,
+        on: bool,
+        limit_reached: bool,
+    },
     ListLikes {
         post_id: u64,
         after: Option<u64>,
@@ -299,7 +305,12 @@ impl Entity for User {
                 }
                 Ok(Decision::read(UserReply::Posts(Page { items, next })))
             }
-            UserCommand::SetLike { post_id, liker, on } => {
+            UserCommand::SetLike {
+                post_id,
+                liker,
+                on,
+                limit_reached,
+            } => {
                 let post = self.posts.get(&post_id).ok_or(Error::NotFound("post"))?;
                 if liker == self.id {
                     return Err(Error::forbidden("own_post", "a user cannot like its own post"));
@@ -311,6 +322,13 @@ impl Entity for User {
                 }
                 if !on && !is_on {
                     return Err(Error::conflict("not_liked", "this post is not liked"));
+                }
+                if on && limit_reached {
+                    let max = ctx.config.social.max_likes_per_user.unwrap_or(0);
+                    return Err(Error::forbidden(
+                        "like_limit_reached",
+                        format!("a user may have at most {max} likes"),
+                    ));
                 }
                 let now = ctx.now_ms;
                 let record = match current {

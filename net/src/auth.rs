@@ -1,0 +1,277 @@
+//! Authentication: JWT login tokens for users (HS256, claims `sub`/`iat`/`exp`/`role`), the
+//! admin bearer token, and the JWT secret's life cycle.
+//!
+//! The secret comes from `SWITCHYARD_JWT_SECRET`; without it one is generated on first start and
+//! kept in `<data dir>/jwt_secret` (mode 0600), so tokens survive restarts.
+//!
+//! Invariants: an expired, tampered, wrongly signed or malformed token is 401 `unauthenticated`;
+//! tokens are never logged; the admin token is compared in constant time.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, Error};
+
+/// The name of the generated secret file inside the data directory.
+pub const SECRET_FILE: &str = "jwt_secret";
+/// Bytes of a generated secret (256 bits, the HS256 key size).
+const SECRET_BYTES: usize = 32;
+
+/// What a login token asserts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string (JWT convention).
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub role: String,
+}
+
+/// Token issuing and checking for one server.
+pub struct Auth {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_seconds: u64,
+    admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Builds from a configured secret, or from the one kept in `data_dir` (generated if absent).
+    pub fn load(
+        configured_secret: Option<&str>,
+        data_dir: &Path,
+        ttl_seconds: u64,
+        admin_token: Option<String>,
+    ) -> Result<Auth, Error> {
+        let secret = match configured_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => load_or_create_secret(data_dir)?,
+        };
+        Ok(Auth::from_secret(&secret, ttl_seconds, admin_token))
+    }
+
+    pub fn from_secret(secret: &[u8], ttl_seconds: u64, admin_token: Option<String>) -> Auth {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Auth {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl_seconds,
+            admin_token,
+        }
+    }
+
+    pub fn ttl_seconds(&self) -> u64 {
+        self.ttl_seconds
+    }
+
+    /// Issues a token for `user_id` at `now_seconds` (Unix time).
+    pub fn issue(&self, user_id: u64, now_seconds: u64) -> Result<String, ApiError> {
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat: now_seconds,
+            exp: now_seconds + self.ttl_seconds,
+            role: "user".into(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
+            |error| {
+                tracing::error!(%error, "cannot sign a token");
+                ApiError::internal()
+            },
+        )
+    }
+
+    /// The user id a token names, if it is valid and unexpired.
+    pub fn verify(&self, token: &str) -> Result<u64, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| {
+                let reason = match error.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "the token's signature is not valid"
+                    }
+                    _ => "the token is not valid",
+                };
+                ApiError::unauthenticated(reason)
+            })?;
+        if data.claims.role != "user" {
+            return Err(ApiError::unauthenticated("the token is not a user token"));
+        }
+        data.claims
+            .sub
+            .parse::<u64>()
+            .map_err(|_| ApiError::unauthenticated("the token's subject is not a user id"))
+    }
+
+    /// The user named by `Authorization: Bearer <jwt>`.
+    pub fn user(&self, authorization: Option<&str>) -> Result<u64, ApiError> {
+        let token = bearer(authorization)?;
+        self.verify(token)
+    }
+
+    /// Checks `Authorization: Bearer <admin token>`; 401 without a valid one, 403 when no admin
+    /// token is configured at all (admin routes are then closed).
+    pub fn require_admin(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let Some(expected) = &self.admin_token else {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "no admin token is configured on this server",
+            ));
+        };
+        let token = bearer(authorization)?;
+        if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthenticated("not the admin token"))
+        }
+    }
+
+    /// True when `authorization` carries the admin token.
+    pub fn is_admin(&self, authorization: Option<&str>) -> bool {
+        self.admin_token.is_some() && self.require_admin(authorization).is_ok()
+    }
+}
+
+fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
+    let header = authorization
+        .ok_or_else(|| ApiError::unauthenticated("an Authorization header is required"))?;
+    let (scheme, token) = header
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthenticated("expected `Authorization: Bearer <token>`"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::unauthenticated(
+            "expected `Authorization: Bearer <token>`",
+        ));
+    }
+    Ok(token.trim())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, Error> {
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= SECRET_BYTES => return Ok(secret),
+        Ok(_) => {
+            return Err(Error::Config(format!(
+                "{} is shorter than {SECRET_BYTES} bytes; remove it to generate a new secret \
+                 (every issued token becomes invalid)",
+                path.display()
+            )))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(Error::io(format!("read {}", path.display()), error)),
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("create {}", data_dir.display()), e))?;
+    let secret: [u8; SECRET_BYTES] = rand::random();
+    let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+    file.write_all(hex.as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+    Ok(hex.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_sign_verify_and_reject_tampering_and_expiry() {
+        let auth = Auth::from_secret(b"0123456789abcdef0123456789abcdef", 60, None);
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = auth.issue(42, now).unwrap();
+        assert_eq!(auth.verify(&token).unwrap(), 42);
+        assert_eq!(auth.user(Some(&format!("Bearer {token}"))).unwrap(), 42);
+        // Another secret's token is refused.
+        let other = Auth::from_secret(b"another secret another secret!!!", 60, None);
+        assert_eq!(other.verify(&token).unwrap_err().code(), "unauthenticated");
+        // A flipped payload byte breaks the signature.
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut payload = parts[1].clone().into_bytes();
+        payload[3] = if payload[3] == b'A' { b'B' } else { b'A' };
+        parts[1] = String::from_utf8(payload).unwrap();
+        assert_eq!(
+            auth.verify(&parts.join(".")).unwrap_err().code(),
+            "unauthenticated"
+        );
+        // Expired.
+        let old = auth.issue(42, now - 3600).unwrap();
+        assert_eq!(auth.verify(&old).unwrap_err().code(), "unauthenticated");
+        assert_eq!(auth.user(None).unwrap_err().code(), "unauthenticated");
+        assert_eq!(
+            auth.user(Some("Basic abc")).unwrap_err().code(),
+            "unauthenticated"
+        );
+    }
+
+    #[test]
+    fn the_generated_secret_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = Auth::load(None, dir.path(), 60, None).unwrap();
+        let token = first
+            .issue(7, jsonwebtoken::get_current_timestamp())
+            .unwrap();
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let second = Auth::load(None, dir.path(), 60, None).unwrap();
+        assert_eq!(
+            second.verify(&token).unwrap(),
+            7,
+            "tokens survive a restart"
+        );
+    }
+
+    #[test]
+    fn admin_token_is_checked() {
+        let auth = Auth::from_secret(
+            b"0123456789abcdef0123456789abcdef",
+            60,
+            Some("s3cret".into()),
+        );
+        assert!(auth.require_admin(Some("Bearer s3cret")).is_ok());
+        assert_eq!(
+            auth.require_admin(Some("Bearer nope")).unwrap_err().code(),
+            "unauthenticated"
+        );
+        let closed = Auth::from_secret(b"0123456789abcdef0123456789abcdef", 60, None);
+        assert_eq!(
+            closed
+                .require_admin(Some("Bearer s3cret"))
+                .unwrap_err()
+                .code(),
+            "forbidden"
+        );
+    }
+}

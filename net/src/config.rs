@@ -1,0 +1,869 @@
+//! The server's one configuration struct, [`ServerConfig`], and how it is built.
+//!
+//! Layers, later wins: defaults ← TOML file (`--config`) ← `--set KEY=VALUE` (dotted keys, the
+//! same as the file's) ← command-line flags (`--listen`, `--data-dir`, `--admin-token`) and the
+//! environment (`SWITCHYARD_ADMIN_TOKEN`, `SWITCHYARD_JWT_SECRET`; a flag beats the environment).
+//!
+//! Invariants:
+//! - Every key has a default, a doc comment and its unit last in its name (`_ms`, `_bytes`,
+//!   `_seconds`; counts have none). Keys no domain reads yet are still accepted, so a config file
+//!   written for the full API never stops start-up.
+//! - An unknown key or a value of the wrong type stops start-up with a message naming the key:
+//!   every leaf is checked on its own (see [`check_each_key`]), so serde's error is attributed to
+//!   its dotted key even though serde itself does not track paths.
+//! - [`ServerConfig::validate`] checks ranges and relations once, before anything opens.
+//! - The engine's defaults live in the engine (`EngineConfig::new`); this module copies them, it
+//!   does not restate them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchyard_engine::{Durability, EngineConfig};
+
+use crate::error::Error;
+
+/// Environment variable holding the admin bearer token.
+pub const ENV_ADMIN_TOKEN: &str = "SWITCHYARD_ADMIN_TOKEN";
+/// Environment variable holding the JWT signing secret.
+pub const ENV_JWT_SECRET: &str = "SWITCHYARD_JWT_SECRET";
+
+/// Everything the server needs. See the module docs for how it is built.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// `sync`: acknowledge after fdatasync (group commit); `batch`: acknowledge at once and sync
+    /// every `durability_batch_ms` (a crash may lose that window of acknowledged writes).
+    pub durability: Durability,
+    /// In `batch` durability, the interval between fdatasyncs: the data-loss window.
+    pub durability_batch_ms: u64,
+    pub auth: AuthConfig,
+    pub social: SocialSection,
+    pub limits: LimitsConfig,
+    pub work: WorkConfig,
+    pub market: MarketConfig,
+    pub notify: NotifyConfig,
+    pub engine: EngineSection,
+    pub server: ServerSection,
+    /// Secrets; never in the TOML file, only flags and environment.
+    #[serde(skip)]
+    pub secrets: Secrets,
+    /// Compatibility route sets to mount (`--compat`).
+    #[serde(skip)]
+    pub compat: Compat,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of login tokens (JWT `exp - iat`).
+    pub token_ttl_seconds: u64,
+    /// argon2id memory cost per password hash, KiB (OWASP's minimum 19456). Each sign-up and
+    /// login costs this much memory and about 20 ms of one core at the default.
+    pub password_hash_memory_kib: u32,
+    /// argon2id iterations per password hash.
+    pub password_hash_iterations: u32,
+}
+
+/// `[social]`: the sign-up adapters. An adapter is on when its API key is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocialSection {
+    /// hunter.io's e-mail verifier endpoint (`http://` only; see `adapters`).
+    pub hunter_url: String,
+    /// hunter.io API key; unset = no outside verification (syntax and the disposable list only).
+    pub hunter_api_key: Option<String>,
+    /// Clearbit's person-enrichment endpoint (`http://` only).
+    pub clearbit_url: String,
+    /// Clearbit API key; unset = no enrichment (`enrichment: null`).
+    pub clearbit_api_key: Option<String>,
+    /// Each adapter call gives up after this long; sign-up then goes on without it.
+    pub adapter_timeout_ms: u64,
+}
+
+impl Default for SocialSection {
+    fn default() -> Self {
+        SocialSection {
+            hunter_url: "http://api.hunter.io/v2/email-verifier".into(),
+            hunter_api_key: None,
+            clearbit_url: "http://person.clearbit.com/v2/people/find".into(),
+            clearbit_api_key: None,
+            adapter_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// `[limits]`: request limits and social ground rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Larger request bodies get 413 `body_too_large`; checked against `Content-Length` before
+    /// reading and again while reading (chunked bodies). Bounds the memory one request may hold.
+    pub max_body_bytes: u64,
+    /// Posts one user may write; unset means no limit (403 `post_limit_reached` when reached).
+    pub max_posts_per_user: Option<u64>,
+    /// Likes one user may have on at once; unset means no limit (403 `like_limit_reached`).
+    pub max_likes_per_user: Option<u64>,
+    /// Request line plus headers; larger gets 431 from hyper. Also sizes hyper's read buffer
+    /// (at least 8192, hyper's minimum), so it bounds per-connection memory.
+    pub max_header_bytes: usize,
+    /// A connection that has not sent a complete request head within this time is closed
+    /// (slow-loris guard; also bounds how long an idle keep-alive connection may dawdle mid-head).
+    pub header_read_timeout_ms: u64,
+    /// The whole request body must arrive within this time, else 408 `request_timeout`.
+    pub body_read_timeout_ms: u64,
+    /// API requests being handled at once, over all connections; beyond it a request gets 503
+    /// `overloaded` with `Retry-After` at once instead of queueing. Service routes (`/healthz`,
+    /// `/readyz`, `/metrics`) are not counted.
+    pub max_in_flight: usize,
+    /// Open client connections. A permit is taken before `accept`, so beyond it new connections
+    /// wait in the kernel's backlog. Each costs a file descriptor and up to two read buffers.
+    pub max_connections: usize,
+}
+
+/// `[work]`: lease-based work distribution.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkConfig {
+    /// Items per bucket.
+    pub bucket_size: u32,
+    /// Cap on `max_buckets` of one lease request (400 `too_many_buckets` above it).
+    pub max_buckets_per_request: u32,
+    /// Lease length without a heartbeat or result; then unfinished items return to the pool.
+    pub lease_seconds: u64,
+}
+
+/// `[market]`: BTC orders and the price feed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketConfig {
+    /// Order requests per user per minute (429 `rate_limited` beyond).
+    pub rate_limit_per_minute: u32,
+    /// Prices older than this are unavailable (503 `price_unavailable`).
+    pub max_price_age_seconds: u64,
+    /// `simulated`, `fixed:EUR=..,GBP=..,USD=..`, or an `http(s)://` URL of a CoinDesk-shaped
+    /// document.
+    pub price_source: String,
+}
+
+/// `[notify]`: outbound notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Delivery attempts before a notification is dead-lettered.
+    pub max_attempts: u32,
+}
+
+/// `[engine]`: the engine's limits (see `switchyard_engine::EngineConfig` for what each costs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Actor arbiters (threads); ids hash to a shard.
+    pub shards: usize,
+    /// Messages waiting for one actor before it answers 503 `overloaded`.
+    pub mailbox_depth_max: usize,
+    /// An actor idle this long is snapshotted and stopped; bounds memory by the working set.
+    pub passivate_after_ms: u64,
+    /// Interval between background checkpoint passes; bounds replay time after a crash.
+    pub checkpoint_interval_ms: u64,
+    /// A WAL segment is rolled past this size (and preallocated to it).
+    pub wal_segment_bytes_max: u64,
+    /// Depth of the WAL append queue; full → 503 `overloaded`.
+    pub wal_queue_depth_max: usize,
+    /// Preallocate WAL segments: appends then overwrite allocated blocks, which roughly halves
+    /// the fdatasync cost on this disk, at the price of `wal_segment_bytes_max` of disk up front.
+    pub wal_preallocate: bool,
+    /// sled's page cache.
+    pub sled_cache_bytes: u64,
+}
+
+/// `[server]`: the process itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on, `host:port`; port 0 picks a free port (printed on stdout).
+    /// `--listen` overrides it.
+    pub listen: String,
+    /// The engine's data directory (created if missing, locked while open). `--data-dir`
+    /// overrides it.
+    pub data_dir: PathBuf,
+    /// Hard deadline for draining connections at shutdown; connections still busy after it are
+    /// dropped and the engine is shut down anyway.
+    pub shutdown_deadline_ms: u64,
+    /// tokio worker threads for hyper. 1 (the default) runs a current-thread runtime: on a 2-core
+    /// machine one async thread beat more (DESIGN.md notes); the engine's actors, WAL writer and
+    /// checkpointer run on their own threads regardless.
+    pub worker_threads: usize,
+}
+
+/// Secrets from flags and environment. Debug output redacts them.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    /// The admin bearer token; admin routes are refused when unset.
+    pub admin_token: Option<String>,
+    /// The JWT HS256 signing secret.
+    pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Secrets")
+            .field("admin_token", &shown(&self.admin_token))
+            .field("jwt_secret", &shown(&self.jwt_secret))
+            .finish()
+    }
+}
+
+/// Compatibility route sets (`--compat social,events,market,dispatch`); all off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compat {
+    pub social: bool,
+    pub events: bool,
+    pub market: bool,
+    pub dispatch: bool,
+}
+
+impl Compat {
+    /// Parses names such as `["social", "market"]`; an unknown name is an error naming it.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Compat, Error> {
+        let mut compat = Compat::default();
+        for name in names {
+            match name.as_ref().trim() {
+                "social" => compat.social = true,
+                "events" => compat.events = true,
+                "market" => compat.market = true,
+                "dispatch" => compat.dispatch = true,
+                "" => {}
+                other => {
+                    return Err(Error::Config(format!(
+                        "--compat: unknown route set `{other}`; expected social, events, market or dispatch"
+                    )))
+                }
+            }
+        }
+        Ok(compat)
+    }
+
+    /// The names of the enabled sets.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.social, "social"),
+            (self.events, "events"),
+            (self.market, "market"),
+            (self.dispatch, "dispatch"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let engine = EngineConfig::new("");
+        ServerConfig {
+            durability: engine.durability,
+            durability_batch_ms: engine.durability_batch_ms,
+            auth: AuthConfig::default(),
+            social: SocialSection::default(),
+            limits: LimitsConfig::default(),
+            work: WorkConfig::default(),
+            market: MarketConfig::default(),
+            notify: NotifyConfig::default(),
+            engine: EngineSection::default(),
+            server: ServerSection::default(),
+            secrets: Secrets::default(),
+            compat: Compat::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let hashing = switchyard_engine::social::SocialConfig::default();
+        AuthConfig {
+            token_ttl_seconds: 3600,
+            password_hash_memory_kib: hashing.password_hash_memory_kib,
+            password_hash_iterations: hashing.password_hash_iterations,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 1024 * 1024,
+            max_posts_per_user: None,
+            max_likes_per_user: None,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_in_flight: 2048,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Default for WorkConfig {
+    fn default() -> Self {
+        WorkConfig {
+            bucket_size: 180,
+            max_buckets_per_request: 10,
+            lease_seconds: 7200,
+        }
+    }
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            rate_limit_per_minute: 60,
+            max_price_age_seconds: 300,
+            price_source: "simulated".into(),
+        }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig { max_attempts: 8 }
+    }
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let engine = EngineConfig::new("");
+        EngineSection {
+            shards: engine.shards,
+            mailbox_depth_max: engine.mailbox_depth_max,
+            passivate_after_ms: engine.passivate_after_ms,
+            checkpoint_interval_ms: engine.checkpoint_interval_ms,
+            wal_segment_bytes_max: engine.wal_segment_bytes_max,
+            wal_queue_depth_max: engine.wal_queue_depth_max,
+            wal_preallocate: engine.wal_preallocate,
+            sled_cache_bytes: engine.sled_cache_bytes,
+        }
+    }
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data/state"),
+            shutdown_deadline_ms: 10_000,
+            worker_threads: 1,
+        }
+    }
+}
+
+/// What the command line adds on top of the file and `--set` layers.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub admin_token: Option<String>,
+    /// `--compat` names, already split at commas.
+    pub compat: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Builds the configuration from every layer and validates it. `env` reads an environment
+    /// variable (injected so tests need not touch the process environment).
+    pub fn build(
+        file: Option<&Path>,
+        sets: &[String],
+        flags: Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, Error> {
+        let mut config = ServerConfig::from_layers(file, sets)?;
+        if let Some(listen) = flags.listen {
+            config.server.listen = listen;
+        }
+        if let Some(data_dir) = flags.data_dir {
+            config.server.data_dir = data_dir;
+        }
+        config.secrets.admin_token = flags
+            .admin_token
+            .or_else(|| env(ENV_ADMIN_TOKEN))
+            .filter(|token| !token.is_empty());
+        config.secrets.jwt_secret = env(ENV_JWT_SECRET).filter(|secret| !secret.is_empty());
+        config.compat = Compat::parse(&flags.compat)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults ← TOML file ← `--set` assignments. Not validated.
+    pub fn from_layers(file: Option<&Path>, sets: &[String]) -> Result<ServerConfig, Error> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("reading config file {}", path.display()), e))?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    let line = e
+                        .span()
+                        .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+                        .unwrap_or(1);
+                    Error::Config(format!(
+                        "config file {} line {line}: {}",
+                        path.display(),
+                        e.message().replace('\n', " ")
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for assignment in sets {
+            apply_set(&mut table, assignment)?;
+        }
+        check_each_key(&table)?;
+        toml::Value::Table(table)
+            .try_into::<ServerConfig>()
+            .map_err(|e| Error::Config(e.to_string().replace('\n', " ")))
+    }
+
+    /// Settings for tests: the data dir given, an ephemeral port, small engine segments.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.server.data_dir = data_dir.into();
+        config.server.listen = "127.0.0.1:0".into();
+        let engine = EngineConfig::for_tests("");
+        config.engine.wal_segment_bytes_max = engine.wal_segment_bytes_max;
+        config.engine.wal_preallocate = engine.wal_preallocate;
+        config.engine.checkpoint_interval_ms = engine.checkpoint_interval_ms;
+        config.engine.sled_cache_bytes = engine.sled_cache_bytes;
+        config
+    }
+
+    /// Checks ranges and relations between limits; every message names its key.
+    pub fn validate(&self) -> Result<(), Error> {
+        fn at_least<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            min: T,
+        ) -> Result<(), Error> {
+            if value < min {
+                return Err(Error::Config(format!(
+                    "key `{key}` must be at least {min}, got {value}"
+                )));
+            }
+            Ok(())
+        }
+        fn at_most<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            max: T,
+        ) -> Result<(), Error> {
+            if value > max {
+                return Err(Error::Config(format!(
+                    "key `{key}` must be at most {max}, got {value}"
+                )));
+            }
+            Ok(())
+        }
+        let limits = &self.limits;
+        at_least("durability_batch_ms", self.durability_batch_ms, 1)?;
+        at_least("auth.token_ttl_seconds", self.auth.token_ttl_seconds, 1)?;
+        at_least(
+            "auth.password_hash_memory_kib",
+            self.auth.password_hash_memory_kib,
+            8,
+        )?;
+        at_least(
+            "auth.password_hash_iterations",
+            self.auth.password_hash_iterations,
+            1,
+        )?;
+        at_least("social.adapter_timeout_ms", self.social.adapter_timeout_ms, 1)?;
+        for (key, url) in [
+            ("social.hunter_url", &self.social.hunter_url),
+            ("social.clearbit_url", &self.social.clearbit_url),
+        ] {
+            if !url.starts_with("http://") {
+                return Err(Error::Config(format!(
+                    "key `{key}` must be an http:// URL (no TLS connector is built in; use a \
+                     local TLS-terminating proxy for https services), got `{url}`"
+                )));
+            }
+        }
+        at_least("limits.max_body_bytes", limits.max_body_bytes, 1)?;
+        at_most("limits.max_body_bytes", limits.max_body_bytes, 1 << 30)?;
+        at_least("limits.max_header_bytes", limits.max_header_bytes, 1024)?;
+        at_most("limits.max_header_bytes", limits.max_header_bytes, 1 << 20)?;
+        at_least(
+            "limits.header_read_timeout_ms",
+            limits.header_read_timeout_ms,
+            1,
+        )?;
+        at_least(
+            "limits.body_read_timeout_ms",
+            limits.body_read_timeout_ms,
+            1,
+        )?;
+        at_least("limits.max_in_flight", limits.max_in_flight, 1)?;
+        at_least("limits.max_connections", limits.max_connections, 1)?;
+        at_least("work.bucket_size", self.work.bucket_size, 1)?;
+        at_least(
+            "work.max_buckets_per_request",
+            self.work.max_buckets_per_request,
+            1,
+        )?;
+        at_least("work.lease_seconds", self.work.lease_seconds, 1)?;
+        at_least(
+            "market.rate_limit_per_minute",
+            self.market.rate_limit_per_minute,
+            1,
+        )?;
+        at_least(
+            "market.max_price_age_seconds",
+            self.market.max_price_age_seconds,
+            1,
+        )?;
+        at_least("notify.max_attempts", self.notify.max_attempts, 1)?;
+        at_least(
+            "server.shutdown_deadline_ms",
+            self.server.shutdown_deadline_ms,
+            1,
+        )?;
+        at_least("server.worker_threads", self.server.worker_threads, 1)?;
+        at_most("server.worker_threads", self.server.worker_threads, 64)?;
+        let source = self.market.price_source.as_str();
+        if !(source == "simulated"
+            || source.starts_with("fixed:")
+            || source.starts_with("http://")
+            || source.starts_with("https://"))
+        {
+            return Err(Error::Config(format!(
+                "key `market.price_source` must be `simulated`, `fixed:EUR=..,GBP=..,USD=..` or an http(s) URL, got `{source}`"
+            )));
+        }
+        if self.server.listen.trim().is_empty() {
+            return Err(Error::Config("key `server.listen` is empty".into()));
+        }
+        if self.server.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("key `server.data_dir` is empty".into()));
+        }
+        self.engine_config()
+            .validate()
+            .map_err(|message| Error::Config(format!("engine settings: {message}")))
+    }
+
+    /// The engine's configuration, from the top-level durability keys and `[engine]`.
+    pub fn engine_config(&self) -> EngineConfig {
+        let section = &self.engine;
+        let mut engine = EngineConfig::new(self.server.data_dir.clone());
+        engine.durability = self.durability;
+        engine.durability_batch_ms = self.durability_batch_ms;
+        engine.shards = section.shards;
+        engine.mailbox_depth_max = section.mailbox_depth_max;
+        engine.passivate_after_ms = section.passivate_after_ms;
+        engine.checkpoint_interval_ms = section.checkpoint_interval_ms;
+        engine.wal_segment_bytes_max = section.wal_segment_bytes_max;
+        engine.wal_queue_depth_max = section.wal_queue_depth_max;
+        engine.wal_preallocate = section.wal_preallocate;
+        engine.sled_cache_bytes = section.sled_cache_bytes;
+        engine.social = switchyard_engine::social::SocialConfig {
+            max_posts_per_user: self.limits.max_posts_per_user,
+            max_likes_per_user: self.limits.max_likes_per_user,
+            password_hash_memory_kib: self.auth.password_hash_memory_kib,
+            password_hash_iterations: self.auth.password_hash_iterations,
+        };
+        engine
+    }
+}
+
+/// Applies one `KEY=VALUE` to the table. The value is a TOML value when it parses as one
+/// (`1024`, `true`, `0.5`, `"quoted"`), else the raw text as a string (`batch`, `fixed:EUR=1`).
+fn apply_set(table: &mut toml::Table, assignment: &str) -> Result<(), Error> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| Error::Config(format!("--set `{assignment}`: expected KEY=VALUE")))?;
+    let key = key.trim();
+    let segments: Vec<&str> = key.split('.').collect();
+    let valid_segment = |segment: &&str| {
+        !segment.is_empty()
+            && segment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !segments.iter().all(valid_segment) {
+        return Err(Error::Config(format!("--set: invalid key `{key}`")));
+    }
+    let value = parse_set_value(raw);
+    let (last, parents) = segments
+        .split_last()
+        .ok_or_else(|| Error::Config(format!("--set: invalid key `{key}`")))?;
+    let mut current = table;
+    for (index, segment) in parents.iter().enumerate() {
+        let entry = current
+            .entry(segment.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(Error::Config(format!(
+                    "key `{key}`: `{}` is not a section",
+                    segments[..=index].join(".")
+                )))
+            }
+        };
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn parse_set_value(raw: &str) -> toml::Value {
+    if let Ok(mut parsed) = format!("value = {raw}").parse::<toml::Table>() {
+        if parsed.len() == 1 {
+            if let Some(value) = parsed.remove("value") {
+                return value;
+            }
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+/// Deserializes every leaf key on its own, in a table that holds only that key, so an unknown
+/// key or a wrongly typed value is reported with its dotted name.
+fn check_each_key(table: &toml::Table) -> Result<(), Error> {
+    let mut leaves = Vec::new();
+    collect_leaves(table, &mut Vec::new(), &mut leaves);
+    for (path, value) in leaves {
+        let mut single = value.clone();
+        for segment in path.iter().rev() {
+            let mut wrapper = toml::Table::new();
+            wrapper.insert(segment.to_string(), single);
+            single = toml::Value::Table(wrapper);
+        }
+        if let Err(error) = single.try_into::<ServerConfig>() {
+            // toml appends "\nin `section`"; the key named here is more precise, and the
+            // message must stay on one line.
+            let message = error.to_string();
+            let first_line = message.lines().next().unwrap_or_default().trim();
+            return Err(Error::Config(format!(
+                "key `{}`: {first_line}",
+                path.join("."),
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn collect_leaves<'a>(
+    table: &'a toml::Table,
+    prefix: &mut Vec<&'a str>,
+    out: &mut Vec<(Vec<&'a str>, &'a toml::Value)>,
+) {
+    for (key, value) in table {
+        prefix.push(key);
+        match value {
+            toml::Value::Table(inner) if !inner.is_empty() => collect_leaves(inner, prefix, out),
+            _ => out.push((prefix.clone(), value)),
+        }
+        prefix.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sets(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn build(items: &[&str]) -> Result<ServerConfig, Error> {
+        ServerConfig::build(None, &sets(items), Flags::default(), no_env)
+    }
+
+    #[test]
+    fn defaults_match_api_md() {
+        let config = build(&[]).expect("defaults are valid");
+        assert_eq!(config.durability, Durability::Sync);
+        assert_eq!(config.auth.token_ttl_seconds, 3600);
+        assert_eq!(config.limits.max_body_bytes, 1_048_576);
+        assert_eq!(config.limits.max_posts_per_user, None);
+        assert_eq!(config.limits.max_likes_per_user, None);
+        assert_eq!(config.work.bucket_size, 180);
+        assert_eq!(config.work.max_buckets_per_request, 10);
+        assert_eq!(config.work.lease_seconds, 7200);
+        assert_eq!(config.market.rate_limit_per_minute, 60);
+        assert_eq!(config.market.max_price_age_seconds, 300);
+        assert_eq!(config.market.price_source, "simulated");
+        assert_eq!(config.notify.max_attempts, 8);
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert_eq!(config.server.data_dir, PathBuf::from("data/state"));
+        assert_eq!(config.server.worker_threads, 1);
+        assert_eq!(config.compat, Compat::default());
+        let engine = config.engine_config();
+        let defaults = EngineConfig::new("data/state");
+        assert_eq!(engine.shards, defaults.shards);
+        assert_eq!(engine.mailbox_depth_max, defaults.mailbox_depth_max);
+        assert_eq!(engine.wal_segment_bytes_max, defaults.wal_segment_bytes_max);
+        assert_eq!(engine.data_dir, defaults.data_dir);
+    }
+
+    #[test]
+    fn set_overrides_defaults_with_typed_values() {
+        let config = build(&[
+            "limits.max_body_bytes=1024",
+            "durability=batch",
+            "durability_batch_ms=5",
+            "limits.max_posts_per_user=3",
+            "market.price_source=fixed:EUR=1,GBP=2,USD=3",
+            "engine.wal_preallocate=false",
+            "engine.shards=2",
+            "server.listen=127.0.0.1:0",
+        ])
+        .expect("valid");
+        assert_eq!(config.limits.max_body_bytes, 1024);
+        assert_eq!(config.durability, Durability::Batch);
+        assert_eq!(config.limits.max_posts_per_user, Some(3));
+        assert_eq!(config.market.price_source, "fixed:EUR=1,GBP=2,USD=3");
+        assert!(!config.engine.wal_preallocate);
+        assert_eq!(config.server.listen, "127.0.0.1:0");
+        let engine = config.engine_config();
+        assert_eq!(engine.durability, Durability::Batch);
+        assert_eq!(engine.durability_batch_ms, 5);
+        assert_eq!(engine.shards, 2);
+    }
+
+    #[test]
+    fn file_then_set_then_flags_then_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &path,
+            "durability = \"batch\"\n[limits]\nmax_body_bytes = 2048\nmax_in_flight = 7\n[server]\nlisten = \"0.0.0.0:9\"\n",
+        )
+        .expect("write");
+        let flags = Flags {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some("elsewhere".into()),
+            admin_token: None,
+            compat: vec!["social".into(), "market".into()],
+        };
+        let env = |name: &str| match name {
+            ENV_ADMIN_TOKEN => Some("from-env".to_string()),
+            ENV_JWT_SECRET => Some("secret".to_string()),
+            _ => None,
+        };
+        let config = ServerConfig::build(
+            Some(&path),
+            &sets(&["limits.max_body_bytes=4096"]),
+            flags.clone(),
+            env,
+        )
+        .expect("valid");
+        assert_eq!(config.durability, Durability::Batch);
+        assert_eq!(config.limits.max_body_bytes, 4096);
+        assert_eq!(config.limits.max_in_flight, 7);
+        assert_eq!(config.server.listen, "127.0.0.1:0");
+        assert_eq!(config.server.data_dir, PathBuf::from("elsewhere"));
+        assert_eq!(config.secrets.admin_token.as_deref(), Some("from-env"));
+        assert_eq!(config.secrets.jwt_secret.as_deref(), Some("secret"));
+        assert_eq!(config.compat.names(), vec!["social", "market"]);
+        assert!(
+            !format!("{config:?}").contains("from-env"),
+            "secrets are redacted"
+        );
+
+        let flags = Flags {
+            admin_token: Some("from-flag".into()),
+            ..flags
+        };
+        let config = ServerConfig::build(Some(&path), &[], flags, env).expect("valid");
+        assert_eq!(config.secrets.admin_token.as_deref(), Some("from-flag"));
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        for (assignment, key) in [
+            ("limits.nope=1", "limits.nope"),
+            ("nope=1", "nope"),
+            ("nope.deeper=true", "nope.deeper"),
+            ("engine.wal_segment_bytes=1", "engine.wal_segment_bytes"),
+        ] {
+            let error = build(&[assignment]).expect_err(assignment).to_string();
+            assert!(error.contains(&format!("`{key}`")), "{assignment}: {error}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        for (assignment, key) in [
+            ("limits.max_body_bytes=abc", "limits.max_body_bytes"),
+            ("limits.max_body_bytes=-1", "limits.max_body_bytes"),
+            ("durability=fast", "durability"),
+            ("engine.wal_preallocate=1", "engine.wal_preallocate"),
+            ("market.price_source=5", "market.price_source"),
+            ("limits=5", "limits"),
+        ] {
+            let error = build(&[assignment]).expect_err(assignment).to_string();
+            assert!(error.contains(&format!("`{key}`")), "{assignment}: {error}");
+        }
+    }
+
+    #[test]
+    fn errors_in_the_file_name_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[work]\nbucket_size = \"big\"\n").expect("write");
+        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+            .expect_err("wrong type")
+            .to_string();
+        assert!(error.contains("`work.bucket_size`"), "{error}");
+
+        std::fs::write(&path, "[work]\nbucket_sise = 3\n").expect("write");
+        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+            .expect_err("unknown")
+            .to_string();
+        assert!(error.contains("`work.bucket_sise`"), "{error}");
+
+        std::fs::write(&path, "[work\n").expect("write");
+        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+            .expect_err("syntax")
+            .to_string();
+        assert!(error.contains("bad.toml"), "{error}");
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        for (assignment, key) in [
+            ("limits.max_header_bytes=10", "limits.max_header_bytes"),
+            ("limits.max_in_flight=0", "limits.max_in_flight"),
+            ("server.worker_threads=0", "server.worker_threads"),
+            ("market.price_source=coindesk", "market.price_source"),
+            ("work.bucket_size=0", "work.bucket_size"),
+        ] {
+            let error = build(&[assignment]).expect_err(assignment).to_string();
+            assert!(error.contains(&format!("`{key}`")), "{assignment}: {error}");
+        }
+        assert!(build(&["engine.shards=0"]).is_err());
+    }
+
+    #[test]
+    fn malformed_set_and_compat_are_rejected() {
+        assert!(build(&["limits.max_body_bytes"]).is_err());
+        assert!(build(&["limits..x=1"]).is_err());
+        assert!(build(&["durability=sync", "durability.x=1"]).is_err());
+        let flags = Flags {
+            compat: vec!["social".into(), "chat".into()],
+            ..Flags::default()
+        };
+        let error = ServerConfig::build(None, &[], flags, no_env)
+            .expect_err("unknown compat")
+            .to_string();
+        assert!(error.contains("`chat`"), "{error}");
+    }
+
+    #[test]
+    fn for_tests_is_valid() {
+        ServerConfig::for_tests("/tmp/x").validate().expect("valid");
+    }
+}

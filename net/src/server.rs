@@ -1,0 +1,247 @@
+//! [`run`]: the server loop. Owns the listener, the connection limit, the hyper connection setup,
+//! opening the engine in the background, and shutdown.
+//!
+//! Start-up: print `switchyard listening on http://ADDR` (one line, stdout, flushed; tests read
+//! the port from it) → start opening the engine on its own thread (recovery may take a while) →
+//! serve at once: `/healthz` answers, `/readyz` says `recovering`, API routes answer 503 until the
+//! engine is open. If the engine fails to open, `run` returns the error: the process must not keep
+//! serving without an engine.
+//!
+//! Shutdown, in this order (STYLE 11), when `shutdown` resolves:
+//! 1. stop accepting (the listener is dropped) and mark the server draining (`/readyz` 503);
+//! 2. drain: hyper finishes in-flight requests and closes idle keep-alive connections at once,
+//!    bounded by `server.shutdown_deadline_ms`; connections still busy after it are abandoned;
+//! 3. `engine.shutdown()`: sync the WAL, checkpoint, stop the actors;
+//! 4. return `Ok(())`, so the process exits 0.
+//!
+//! Invariants:
+//! - A connection permit is taken before `accept`, so open connections never exceed
+//!   `limits.max_connections` (mini-redis style); the permit is released when the connection ends.
+//! - Every connection is watched by the graceful-shutdown tracker.
+//! - No blocking call runs on the async threads: the engine opens on its own thread and shuts
+//!   down in `spawn_blocking`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use switchyard_engine::{Engine, EngineConfig, Error as EngineError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::adapters::{Adapters, ClearbitEnricher, EmailVerifier, Enricher, HunterVerifier};
+use crate::app::App;
+use crate::auth::Auth;
+use crate::config::{LimitsConfig, ServerConfig};
+use crate::error::Error;
+
+/// Pause after a failed `accept` (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+/// hyper refuses a read buffer smaller than this.
+const HYPER_BUFFER_BYTES_MIN: usize = 8192;
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then shuts down in order (module docs).
+/// Returns an error if the engine cannot open or cannot shut down cleanly.
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listening address", e))?;
+    announce(address)?;
+    if !config.compat.names().is_empty() {
+        tracing::warn!(
+            compat = ?config.compat.names(),
+            "compatibility routes are not implemented yet; none are mounted"
+        );
+    }
+    let shutdown_deadline = Duration::from_millis(config.server.shutdown_deadline_ms);
+    let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));
+    let builder = connection_builder(&config.limits);
+    let mut opening = open_engine(config.engine_config());
+    let auth = Auth::load(
+        config.secrets.jwt_secret.as_deref(),
+        &config.server.data_dir,
+        config.auth.token_ttl_seconds,
+        config.secrets.admin_token.clone(),
+    )?;
+    let adapters = adapters_for(&config);
+    let app = App::new(config, auth, adapters);
+    let graceful = GracefulShutdown::new();
+    tracing::info!(%address, "serving; opening the engine");
+
+    tokio::pin!(shutdown);
+    let mut engine_pending = true;
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            opened = &mut opening, if engine_pending => {
+                engine_pending = false;
+                match opened {
+                    Ok(Ok(engine)) => {
+                        tracing::info!(recovery = ?engine.recovery(), "engine open; ready");
+                        app.set_engine(engine);
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "the engine failed to open");
+                        return Err(Error::Engine(error));
+                    }
+                    Err(_) => {
+                        tracing::error!("the engine opener thread ended without a result");
+                        return Err(Error::Engine(EngineError::Unavailable(
+                            "the engine opener thread panicked",
+                        )));
+                    }
+                }
+            }
+            accepted = accept(&listener, &connection_limit) => match accepted {
+                Ok((stream, permit)) => serve_connection(&app, &builder, &graceful, stream, permit),
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
+                }
+            },
+        }
+    }
+
+    // 1. Stop accepting.
+    drop(listener);
+    app.set_draining();
+    tracing::info!(
+        connections = graceful.count(),
+        deadline_ms = shutdown_deadline.as_millis() as u64,
+        "shutting down: draining connections"
+    );
+    // 2. Drain within the deadline.
+    if tokio::time::timeout(shutdown_deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = app.metrics.connections_open(),
+            "drain deadline passed; abandoning the remaining connections"
+        );
+    }
+    // 3. Shut the engine down.
+    match app.engine().cloned() {
+        Some(engine) => {
+            tokio::task::spawn_blocking(move || engine.shutdown())
+                .await
+                .map_err(|_| {
+                    Error::Engine(EngineError::Unavailable("engine shutdown panicked"))
+                })??;
+            tracing::info!("engine shut down; bye");
+        }
+        None => {
+            // Recovery is crash-safe (it is what runs after a SIGKILL), so there is nothing to
+            // flush: leave its thread to die with the process instead of waiting for it.
+            tracing::info!("shut down during recovery; exiting without waiting for it");
+        }
+    }
+    Ok(())
+}
+
+/// Prints the one stdout line tests and scripts read the address from.
+fn announce(address: SocketAddr) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "switchyard listening on http://{address}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Error::io("writing the listening line to stdout", e))
+}
+
+/// hyper's per-connection settings, every default that matters set explicitly.
+fn connection_builder(limits: &LimitsConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+        .max_header_size(limits.max_header_bytes)
+        .max_buf_size(limits.max_header_bytes.max(HYPER_BUFFER_BYTES_MIN));
+    builder
+}
+
+/// Opens the engine on its own thread (recovery is blocking and may be long) and reports the
+/// outcome on the returned channel.
+fn open_engine(config: EngineConfig) -> oneshot::Receiver<Result<Engine, EngineError>> {
+    let (sender, receiver) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("switchyard-open".into())
+        .spawn(move || {
+            // If the server stopped waiting, the engine is dropped here, which closes it.
+            let _ = sender.send(Engine::open(config));
+        });
+    if let Err(error) = spawned {
+        // The sender was moved into the closure that failed to spawn and is dropped with it, so
+        // the receiver reports a closed channel, which `run` turns into an error.
+        tracing::error!(%error, "spawning the engine opener thread failed");
+    }
+    receiver
+}
+
+/// Waits for a connection permit, then for a connection. Cancel-safe: dropping it gives nothing
+/// away (an unused permit returns to the semaphore; `accept` is cancel-safe).
+async fn accept(
+    listener: &TcpListener,
+    connection_limit: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+    let permit = connection_limit
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("connection semaphore closed"))?;
+    let (stream, _peer) = listener.accept().await?;
+    Ok((stream, permit))
+}
+
+fn serve_connection(
+    app: &Arc<App>,
+    builder: &http1::Builder,
+    graceful: &GracefulShutdown,
+    stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+) {
+    // Responses are written whole; Nagle would only delay them behind the client's ACK.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "set_nodelay failed");
+    }
+    let open = app.metrics.connection_opened();
+    let service_app = app.clone();
+    let service = service_fn(move |request| {
+        let app = service_app.clone();
+        async move { Ok::<_, Infallible>(app.handle(request).await) }
+    });
+    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "connection ended with an error");
+        }
+        drop(open);
+        drop(permit);
+    });
+}
+
+/// The sign-up adapters the configuration turns on (an API key turns one on).
+fn adapters_for(config: &ServerConfig) -> Adapters {
+    let social = &config.social;
+    let timeout = Duration::from_millis(social.adapter_timeout_ms);
+    let verifier = social.hunter_api_key.as_ref().map(|key| {
+        Box::new(HunterVerifier::new(social.hunter_url.clone(), key.clone(), timeout))
+            as Box<dyn EmailVerifier>
+    });
+    let enricher = social.clearbit_api_key.as_ref().map(|key| {
+        Box::new(ClearbitEnricher::new(social.clearbit_url.clone(), key.clone(), timeout))
+            as Box<dyn Enricher>
+    });
+    Adapters::new(verifier, enricher)
+}

@@ -1,0 +1,343 @@
+//! Shared by the integration tests: start the real `switchyard` binary on port 0 and a temp data
+//! dir, read its address from the stdout line, and speak raw HTTP/1.1 over `std::net::TcpStream`.
+//! Every wait is bounded; a `Server` is SIGKILLed when dropped, so no test leaves a process.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the binary may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the engine may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Socket read/write timeout for test requests.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running (or exited) server process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+/// The binary exited before printing its listening line.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+impl Server {
+    /// Starts the binary; panics (with its stderr) if it does not come up.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
+        match Server::try_start(data_dir, extra_args) {
+            Ok(server) => server,
+            Err(exited) => panic!("server exited at start-up: {exited:?}"),
+        }
+    }
+
+    /// Starts the binary and waits for its listening line; `Err` if it exits first.
+    pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Server, Exited> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the switchyard binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr_pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = stderr.lock().expect("stderr lock");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            })
+        };
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = sender.send(first);
+            }
+            for _ in lines {} // drain until the process exits
+        });
+        let line = receiver.recv_timeout(START_TIMEOUT);
+        let mut server = Server {
+            child,
+            addr: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: data_dir.to_path_buf(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(_) => {
+                let status = server.wait_exit(START_TIMEOUT).unwrap_or_else(|| {
+                    panic!("no listening line and no exit: {}", server.stderr())
+                });
+                return Err(Exited {
+                    status,
+                    stderr: server.stderr(),
+                });
+            }
+        };
+        let addr = line
+            .strip_prefix("switchyard listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first stdout line: {line:?}"));
+        server.addr = addr.parse().expect("listening address");
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Polls `/readyz` until 200; panics after [`READY_TIMEOUT`].
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(response) = try_request(self.addr, "GET", "/readyz", None) {
+                if response.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready after {READY_TIMEOUT:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join(); // EOF follows the exit
+                }
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        signal(self.pid(), libc::SIGTERM);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends `signal` to `pid` (a child this test started).
+pub fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
+    // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); panics on IO errors.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+    try_request(addr, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
+    let mut connection = Connection::open(addr)?;
+    connection.send(method, path, body, false)
+}
+
+/// Sends raw bytes on a fresh connection and reads one response.
+pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
+    let mut connection = Connection::open(addr)?;
+    connection.stream.write_all(bytes)?;
+    connection.read_response()
+}
+
+/// A client connection that may carry several requests (keep-alive).
+pub struct Connection {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Connection> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Connection {
+            stream,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Sends one request and reads its response.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        keep_alive: bool,
+    ) -> std::io::Result<Response> {
+        let body = body.unwrap_or("");
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: {connection}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.write_all(request.as_bytes())?;
+        self.read_response()
+    }
+
+    /// Reads one response: head, then `Content-Length` bytes (or to EOF without one).
+    pub fn read_response(&mut self) -> std::io::Result<Response> {
+        let head_end = loop {
+            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
+                break end;
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a response head ({} bytes)",
+                        self.buffer.len()
+                    ),
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buffer[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse::<u16>().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {status_line:?}")))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+            .collect();
+        self.buffer.drain(..head_end + 4);
+        let length = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, value)| value.parse::<usize>().ok());
+        let body = match length {
+            Some(length) => {
+                while self.buffer.len() < length {
+                    if self.fill()? == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "connection closed inside a body",
+                        ));
+                    }
+                }
+                self.buffer.drain(..length).collect()
+            }
+            None => {
+                while self.fill()? > 0 {}
+                std::mem::take(&mut self.buffer)
+            }
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// True when the server has closed the connection (EOF) within `IO_TIMEOUT`.
+    pub fn is_closed_by_server(&mut self) -> bool {
+        matches!(self.fill(), Ok(0) | Err(_))
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 8192];
+        let read = self.stream.read(&mut chunk)?;
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(read)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
