@@ -113,6 +113,45 @@ fn bench(c: &mut Criterion) {
             total
         })
     });
+    group.bench_function("likes_sync_callers_64_on_actor_thread", |b| {
+        b.iter_custom(|n| {
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                round += 1;
+                for on in [true, false] {
+                    let started = Instant::now();
+                    let (done_sender, done) = std::sync::mpsc::channel();
+                    for caller in 0..CALLERS {
+                        let engine = engine.clone();
+                        let posts = posts.clone();
+                        let done_sender = done_sender.clone();
+                        assert!(engine.clone().spawn_on_shard(0, async move {
+                            for i in 0..PER_CALLER {
+                                let n = caller * PER_CALLER + i;
+                                let liker = n % USERS + 1;
+                                let k = n / USERS;
+                                let post = posts[((liker + k) % USERS) as usize];
+                                let social = engine.social();
+                                if on {
+                                    social.like(liker, post).await.unwrap();
+                                } else {
+                                    social.unlike(liker, post).await.unwrap();
+                                }
+                            }
+                            done_sender.send(()).unwrap();
+                        }));
+                    }
+                    for _ in 0..CALLERS {
+                        done.recv().unwrap();
+                    }
+                    if on {
+                        total += started.elapsed();
+                    }
+                }
+            }
+            total
+        })
+    });
     group.bench_function("posts_sync_callers_64", |b| {
         b.iter_custom(|n| {
             let started = Instant::now();

@@ -82,6 +82,8 @@ pub struct EngineConfig {
     pub sled_cache_bytes: u64,
     /// The social workload's ground rules and password hashing cost.
     pub social: crate::social::SocialConfig,
+    /// The work workload's limits (`work.*`).
+    pub work: crate::work::WorkConfig,
 }
 
 impl EngineConfig {
@@ -101,6 +103,7 @@ impl EngineConfig {
             wal_preallocate: true,
             sled_cache_bytes: 256 * 1024 * 1024,
             social: crate::social::SocialConfig::default(),
+            work: crate::work::WorkConfig::default(),
         }
     }
 
@@ -136,6 +139,7 @@ impl EngineConfig {
         if self.durability_batch_ms == 0 {
             return Err("durability_batch_ms must be at least 1".into());
         }
+        self.work.validate()?;
         Ok(())
     }
 

@@ -16,10 +16,18 @@ use crate::store::{SnapshotBatch, Store};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CounterEvent {
-    Added { by: i64 },
-    Mirrored { from: u64, value: i64 },
+    Added {
+        by: i64,
+    },
+    Mirrored {
+        from: u64,
+        value: i64,
+    },
     /// A durable timer: add `by` once the clock reaches `at_ms`.
-    Scheduled { by: i64, at_ms: u64 },
+    Scheduled {
+        by: i64,
+        at_ms: u64,
+    },
     /// The scheduled add ran.
     ScheduleRan,
 }
@@ -27,9 +35,15 @@ pub enum CounterEvent {
 #[derive(Debug)]
 pub enum CounterCommand {
     /// Adds `by`; with `mirror_to`, also records the new value in that counter's mirror table.
-    Add { by: i64, mirror_to: Option<u64> },
+    Add {
+        by: i64,
+        mirror_to: Option<u64>,
+    },
     /// Adds `by` once the clock reaches `at_ms` (replaces any earlier schedule).
-    Schedule { by: i64, at_ms: u64 },
+    Schedule {
+        by: i64,
+        at_ms: u64,
+    },
     /// The timer command: run the schedule if it is due.
     RunSchedule,
     Get,
@@ -112,7 +126,10 @@ impl Entity for Counter {
                 let mut view = self.view();
                 view.scheduled = Some((by, at_ms));
                 Ok(Decision {
-                    events: vec![(ctx.key, Event::Counter(CounterEvent::Scheduled { by, at_ms }))],
+                    events: vec![(
+                        ctx.key,
+                        Event::Counter(CounterEvent::Scheduled { by, at_ms }),
+                    )],
                     reply: view,
                 })
             }

@@ -29,6 +29,13 @@ pub enum Error {
     /// The command is well-formed but cannot be processed (e.g. `email_undeliverable`).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A rate limit was reached (e.g. registrations per source address); retry after
+    /// `retry_after_ms`. Nothing changed.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_ms: u64,
+    },
     /// A bounded queue or mailbox is full; retry later. Nothing changed.
     #[error("overloaded: {0} is full")]
     Overloaded(&'static str),

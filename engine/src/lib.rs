@@ -41,6 +41,7 @@ pub mod runtime;
 pub mod social;
 pub mod store;
 pub mod wal;
+pub mod work;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +96,8 @@ struct Inner {
     closed: AtomicBool,
     recovery: RecoveryInfo,
     post_ids: social::PostIds,
+    authors: social::AuthorCache,
+    // Field order is drop order: the lock goes after `shared` (and so sled).
     _lock: DirLock,
 }
 
@@ -172,6 +175,7 @@ impl Engine {
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
         tracing::info!(?recovery, "engine recovered");
+        let authors = social::AuthorCache::new(shared.config.social.author_cache_entries_max);
         Ok(Engine {
             inner: Arc::new(Inner {
                 shared,
@@ -185,6 +189,7 @@ impl Engine {
                 closed: AtomicBool::new(false),
                 recovery,
                 post_ids,
+                authors,
                 _lock: lock,
             }),
         })
@@ -215,7 +220,15 @@ impl Engine {
         social::Social {
             shared: &self.inner.shared,
             post_ids: &self.inner.post_ids,
+            authors: &self.inner.authors,
             config: &self.inner.shared.config.social,
+        }
+    }
+
+    /// The work workload (see [`work`]).
+    pub fn work(&self) -> work::Work<'_> {
+        work::Work {
+            shared: &self.inner.shared,
         }
     }
 

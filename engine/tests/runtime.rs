@@ -47,7 +47,11 @@ async fn checkpoints_cover_the_log_and_remove_segments() {
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..500 {
-                engine.counters().add(writer, 1, Some(100 + writer)).await.unwrap();
+                engine
+                    .counters()
+                    .add(writer, 1, Some(100 + writer))
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -174,8 +178,16 @@ async fn durable_timers_fire_on_the_virtual_clock_and_survive_restart_and_passiv
     config.timer_tick_ms = 3_600_000;
     {
         let engine = Engine::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
-        engine.counters().schedule(1, 10, start_ms + 5_000).await.unwrap();
-        engine.counters().schedule(2, 20, start_ms + 60_000).await.unwrap();
+        engine
+            .counters()
+            .schedule(1, 10, start_ms + 5_000)
+            .await
+            .unwrap();
+        engine
+            .counters()
+            .schedule(2, 20, start_ms + 60_000)
+            .await
+            .unwrap();
         assert_eq!(engine.timers_armed(), 2);
         assert_eq!(engine.fire_due_timers().await, 0, "nothing is due yet");
         clock.advance_ms(5_000);
@@ -186,7 +198,11 @@ async fn durable_timers_fire_on_the_virtual_clock_and_survive_restart_and_passiv
         // Crash (no shutdown): counter 2's deadline must come back from the log.
     }
     let engine = Engine::open_with_clock(config.clone(), Arc::new(clock.clone())).unwrap();
-    assert_eq!(engine.timers_armed(), 1, "the pending deadline is re-armed at start-up");
+    assert_eq!(
+        engine.timers_armed(),
+        1,
+        "the pending deadline is re-armed at start-up"
+    );
     // Let counter 2 passivate, then fire: the timer re-activates it.
     engine.checkpoint().unwrap();
     clock.advance_ms(2_000);
@@ -199,6 +215,10 @@ async fn durable_timers_fire_on_the_virtual_clock_and_survive_restart_and_passiv
     assert_eq!(engine.fire_due_timers().await, 1);
     let view = engine.counters().get(2).await.unwrap();
     assert_eq!((view.value, view.scheduled), (20, None));
-    assert_eq!(engine.counters().get(1).await.unwrap().value, 10, "fired once only");
+    assert_eq!(
+        engine.counters().get(1).await.unwrap().value,
+        10,
+        "fired once only"
+    );
     assert_eq!(engine.timers_armed(), 0);
 }

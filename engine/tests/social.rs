@@ -59,13 +59,29 @@ async fn sign_up_validates_and_is_unique_case_insensitively() {
         assert_eq!(code(error), expected, "{email}");
     }
     assert_eq!(social.stats().await.unwrap().users, 1);
-    assert_eq!(social.login("ANN@example.com", "correct horse").await.unwrap(), 1);
     assert_eq!(
-        code(social.login("ann@example.com", "wrong password").await.unwrap_err()),
+        social
+            .login("ANN@example.com", "correct horse")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        code(
+            social
+                .login("ann@example.com", "wrong password")
+                .await
+                .unwrap_err()
+        ),
         "invalid_credentials"
     );
     assert_eq!(
-        code(social.login("nobody@example.com", "correct horse").await.unwrap_err()),
+        code(
+            social
+                .login("nobody@example.com", "correct horse")
+                .await
+                .unwrap_err()
+        ),
         "invalid_credentials"
     );
 }
@@ -77,7 +93,11 @@ async fn concurrent_sign_ups_of_one_address_give_exactly_one_user() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let engine = engine.clone();
-            let email = if i % 2 == 0 { "Same@Example.com" } else { "same@example.com" };
+            let email = if i % 2 == 0 {
+                "Same@Example.com"
+            } else {
+                "same@example.com"
+            };
             tokio::spawn(async move { engine.social().sign_up(sign_up(email)).await })
         })
         .collect();
@@ -141,15 +161,31 @@ async fn like_and_unlike_keep_records_and_counters_exact_across_restarts() {
     let (alice, bob, post_id) = {
         let engine = Engine::open(config(dir.path())).unwrap();
         let social = engine.social();
-        let alice = social.sign_up(sign_up("alice@example.com")).await.unwrap().id;
+        let alice = social
+            .sign_up(sign_up("alice@example.com"))
+            .await
+            .unwrap()
+            .id;
         let bob = social.sign_up(sign_up("bob@example.com")).await.unwrap().id;
         let post = social.create_post(alice, "first".into()).await.unwrap();
         assert_eq!(post.likes, 0);
-        assert_eq!(code(social.like(alice, post.id).await.unwrap_err()), "own_post");
-        assert_eq!(code(social.unlike(bob, post.id).await.unwrap_err()), "not_liked");
-        assert_eq!(code(social.like(bob, 999_999).await.unwrap_err()), "not_found");
+        assert_eq!(
+            code(social.like(alice, post.id).await.unwrap_err()),
+            "own_post"
+        );
+        assert_eq!(
+            code(social.unlike(bob, post.id).await.unwrap_err()),
+            "not_liked"
+        );
+        assert_eq!(
+            code(social.like(bob, 999_999).await.unwrap_err()),
+            "not_found"
+        );
         assert_eq!(social.like(bob, post.id).await.unwrap().likes, 1);
-        assert_eq!(code(social.like(bob, post.id).await.unwrap_err()), "already_liked");
+        assert_eq!(
+            code(social.like(bob, post.id).await.unwrap_err()),
+            "already_liked"
+        );
         assert_eq!(social.unlike(bob, post.id).await.unwrap().likes, 0);
         assert_eq!(social.like(bob, post.id).await.unwrap().likes, 1);
         assert_eq!(social.user(bob).await.unwrap().likes_given, 1);
@@ -173,7 +209,15 @@ async fn like_and_unlike_keep_records_and_counters_exact_across_restarts() {
     assert_eq!(social.user(bob).await.unwrap().likes_given, 1);
     assert_eq!(social.user(alice).await.unwrap().posts_count, 1);
     let stats = social.stats().await.unwrap();
-    assert_eq!((stats.users, stats.posts, stats.likes, stats.posts_with_zero_likes), (2, 1, 1, 0));
+    assert_eq!(
+        (
+            stats.users,
+            stats.posts,
+            stats.likes,
+            stats.posts_with_zero_likes
+        ),
+        (2, 1, 1, 0)
+    );
     assert!(social.check().await.unwrap().is_empty());
     // New posts after a restart never reuse an id.
     let post = social.create_post(alice, "second".into()).await.unwrap();
@@ -187,12 +231,24 @@ async fn keyset_pages_walk_every_item_once() {
     let social = engine.social();
     let mut users = Vec::new();
     for i in 0..7 {
-        users.push(social.sign_up(sign_up(&format!("u{i}@example.com"))).await.unwrap().id);
+        users.push(
+            social
+                .sign_up(sign_up(&format!("u{i}@example.com")))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let mut posts = Vec::new();
     for (i, user) in users.iter().enumerate() {
         for _ in 0..=i {
-            posts.push(social.create_post(*user, format!("by {user}")).await.unwrap().id);
+            posts.push(
+                social
+                    .create_post(*user, format!("by {user}"))
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
     }
     social.like(users[0], posts[5]).await.unwrap();
@@ -211,7 +267,12 @@ async fn keyset_pages_walk_every_item_once() {
     }
     assert_eq!(seen, users);
     // All posts, zero-like posts, and one author's posts, 4 per page.
-    for (author, zero_likes) in [(None, false), (None, true), (Some(users[6]), false), (Some(users[6]), true)] {
+    for (author, zero_likes) in [
+        (None, false),
+        (None, true),
+        (Some(users[6]), false),
+        (Some(users[6]), true),
+    ] {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
@@ -268,13 +329,19 @@ async fn ground_rules_limit_posts_and_likes() {
         code(social.create_post(a, "3".into()).await.unwrap_err()),
         "post_limit_reached"
     );
-    assert_eq!(code(social.create_post(a, "".into()).await.unwrap_err()), "invalid_text");
+    assert_eq!(
+        code(social.create_post(a, "".into()).await.unwrap_err()),
+        "invalid_text"
+    );
     assert_eq!(
         code(social.create_post(a, "x".repeat(5001)).await.unwrap_err()),
         "invalid_text"
     );
     social.like(b, first).await.unwrap();
-    assert_eq!(code(social.like(b, second).await.unwrap_err()), "like_limit_reached");
+    assert_eq!(
+        code(social.like(b, second).await.unwrap_err()),
+        "like_limit_reached"
+    );
     social.unlike(b, first).await.unwrap();
     social.like(b, second).await.unwrap();
     assert!(social.check().await.unwrap().is_empty());

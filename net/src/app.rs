@@ -34,6 +34,8 @@ pub struct App {
     router: Router,
     engine: OnceLock<Engine>,
     draining: AtomicBool,
+    /// Round-robin over actor shards for new connections.
+    next_shard: std::sync::atomic::AtomicUsize,
 }
 
 impl App {
@@ -49,6 +51,7 @@ impl App {
             router,
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
+            next_shard: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -62,6 +65,11 @@ impl App {
         if self.engine.set(engine).is_err() {
             tracing::error!("the engine was set twice; keeping the first");
         }
+    }
+
+    /// The shard the next connection is served on (round robin).
+    pub fn next_shard(&self, shards: usize) -> usize {
+        self.next_shard.fetch_add(1, Ordering::Relaxed) % shards.max(1)
     }
 
     /// True once shutdown has begun; `/readyz` then answers 503.

@@ -194,6 +194,10 @@ pub struct ServerSection {
     /// machine one async thread beat more (DESIGN.md notes); the engine's actors, WAL writer and
     /// checkpointer run on their own threads regardless.
     pub worker_threads: usize,
+    /// Once the engine is open, serve each new connection on an actor shard's thread (connections
+    /// are spread over the shards), so a request's path to its actors stays on one thread: no
+    /// cross-thread wake-up per message. Off: connections run on the tokio worker threads.
+    pub serve_on_actor_threads: bool,
 }
 
 /// Secrets from flags and environment. Debug output redacts them.
@@ -354,6 +358,7 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("data/state"),
             shutdown_deadline_ms: 10_000,
             worker_threads: 1,
+            serve_on_actor_threads: true,
         }
     }
 }
@@ -475,7 +480,11 @@ impl ServerConfig {
             self.auth.password_hash_iterations,
             1,
         )?;
-        at_least("social.adapter_timeout_ms", self.social.adapter_timeout_ms, 1)?;
+        at_least(
+            "social.adapter_timeout_ms",
+            self.social.adapter_timeout_ms,
+            1,
+        )?;
         for (key, url) in [
             ("social.hunter_url", &self.social.hunter_url),
             ("social.clearbit_url", &self.social.clearbit_url),
@@ -568,6 +577,7 @@ impl ServerConfig {
             max_likes_per_user: self.limits.max_likes_per_user,
             password_hash_memory_kib: self.auth.password_hash_memory_kib,
             password_hash_iterations: self.auth.password_hash_iterations,
+            ..switchyard_engine::social::SocialConfig::default()
         };
         engine
     }

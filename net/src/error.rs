@@ -223,6 +223,17 @@ impl ApiError {
             EngineError::Unprocessable { code, message } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
+            EngineError::RateLimited {
+                message,
+                retry_after_ms,
+            } => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                // Whole seconds, rounded up, at least 1 (Retry-After has second resolution).
+                error.retry_after_seconds =
+                    Some(retry_after_ms.div_ceil(1000).clamp(1, u64::from(u32::MAX)) as u32);
+                error
+            }
             EngineError::Overloaded(what) => ApiError::overloaded(format!("{what} is full")),
             EngineError::Unavailable(what) => {
                 ApiError::unavailable(format!("engine unavailable: {what}"))
@@ -302,6 +313,10 @@ mod tests {
             },
             EngineError::forbidden("own_post", "own post"),
             EngineError::unprocessable("email_undeliverable", "undeliverable"),
+            EngineError::RateLimited {
+                message: "slow down".into(),
+                retry_after_ms: 1500,
+            },
             EngineError::Overloaded("mailbox"),
             EngineError::Unavailable("shutting down"),
             EngineError::io("wal write", std::io::Error::other("disk")),
@@ -321,6 +336,7 @@ mod tests {
                 | EngineError::Unauthenticated { .. }
                 | EngineError::Forbidden { .. }
                 | EngineError::Unprocessable { .. }
+                | EngineError::RateLimited { .. }
                 | EngineError::Overloaded(_)
                 | EngineError::Unavailable(_)
                 | EngineError::Io { .. }
@@ -341,6 +357,7 @@ mod tests {
             (401, "invalid_credentials", false),
             (403, "own_post", false),
             (422, "email_undeliverable", false),
+            (429, "rate_limited", true),
             (503, "overloaded", true),
             (503, "unavailable", true),
             (500, "internal", false),

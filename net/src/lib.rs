@@ -24,8 +24,8 @@
 //! **Architecture Invariant:** bad input is always a 4xx and changes nothing; a 5xx means IO,
 //! corruption or a bug (see [`error::ApiError::from_engine`]).
 
-pub mod app;
 pub mod adapters;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -216,6 +216,46 @@ fn serve_connection(
         tracing::debug!(%error, "set_nodelay failed");
     }
     let open = app.metrics.connection_opened();
+    if let Some(engine) = app
+        .engine()
+        .filter(|_| app.config.server.serve_on_actor_threads)
+    {
+        // Re-register the socket with the shard's own reactor (a tokio socket belongs to the
+        // runtime that registered it), then serve it there.
+        match stream.into_std() {
+            Ok(socket) => {
+                let shard = app.next_shard(engine.shards());
+                let service_app = app.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let spawned = engine.spawn_on_shard(shard, async move {
+                    let stream = match TcpStream::from_std(socket) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot move a connection to its shard");
+                            return;
+                        }
+                    };
+                    let service = service_fn(move |request| {
+                        let app = service_app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    });
+                    let connection =
+                        watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                    drop(open);
+                    drop(permit);
+                });
+                if !spawned {
+                    tracing::warn!("an actor shard has stopped; the connection is dropped");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot detach a connection; dropped"),
+        }
+        return;
+    }
     let service_app = app.clone();
     let service = service_fn(move |request| {
         let app = service_app.clone();
@@ -236,12 +276,18 @@ fn adapters_for(config: &ServerConfig) -> Adapters {
     let social = &config.social;
     let timeout = Duration::from_millis(social.adapter_timeout_ms);
     let verifier = social.hunter_api_key.as_ref().map(|key| {
-        Box::new(HunterVerifier::new(social.hunter_url.clone(), key.clone(), timeout))
-            as Box<dyn EmailVerifier>
+        Box::new(HunterVerifier::new(
+            social.hunter_url.clone(),
+            key.clone(),
+            timeout,
+        )) as Box<dyn EmailVerifier>
     });
     let enricher = social.clearbit_api_key.as_ref().map(|key| {
-        Box::new(ClearbitEnricher::new(social.clearbit_url.clone(), key.clone(), timeout))
-            as Box<dyn Enricher>
+        Box::new(ClearbitEnricher::new(
+            social.clearbit_url.clone(),
+            key.clone(),
+            timeout,
+        )) as Box<dyn Enricher>
     });
     Adapters::new(verifier, enricher)
 }

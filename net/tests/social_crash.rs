@@ -29,7 +29,13 @@ const ARGS: [&str; 6] = [
     "admin-secret",
 ];
 
-fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> std::io::Result<Response> {
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
     let body = body.unwrap_or("");
     let auth = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
@@ -71,12 +77,24 @@ impl Rng {
     }
 }
 
-fn writer(addr: SocketAddr, me: Arc<User>, ledger: Arc<Mutex<Ledger>>, seed: u64, stop_at: Instant) {
+fn writer(
+    addr: SocketAddr,
+    me: Arc<User>,
+    ledger: Arc<Mutex<Ledger>>,
+    seed: u64,
+    stop_at: Instant,
+) {
     let mut rng = Rng(seed | 1);
     while Instant::now() < stop_at {
         if rng.below(3) == 0 {
             let text = format!("post by {} #{}", me.id, rng.next());
-            match call(addr, "POST", "/api/v1/posts", Some(&me.token), Some(&json!({"text": text}).to_string())) {
+            match call(
+                addr,
+                "POST",
+                "/api/v1/posts",
+                Some(&me.token),
+                Some(&json!({"text": text}).to_string()),
+            ) {
                 Ok(response) if response.status == 201 => {
                     let id = response.json()["id"].as_u64().unwrap();
                     ledger.lock().unwrap().posts.insert(id, (me.id, text));
@@ -103,15 +121,35 @@ fn writer(addr: SocketAddr, me: Arc<User>, ledger: Arc<Mutex<Ledger>>, seed: u64
             }
         };
         let Some(post) = target else { continue };
-        let currently = ledger.lock().unwrap().likes.get(&(me.id, post)).copied().unwrap_or(false);
+        let currently = ledger
+            .lock()
+            .unwrap()
+            .likes
+            .get(&(me.id, post))
+            .copied()
+            .unwrap_or(false);
         let method = if currently { "DELETE" } else { "POST" };
-        match call(addr, method, &format!("/api/v1/posts/{post}/likes"), Some(&me.token), None) {
+        match call(
+            addr,
+            method,
+            &format!("/api/v1/posts/{post}/likes"),
+            Some(&me.token),
+            None,
+        ) {
             Ok(response) if response.status == 201 || response.status == 200 => {
-                ledger.lock().unwrap().likes.insert((me.id, post), !currently);
+                ledger
+                    .lock()
+                    .unwrap()
+                    .likes
+                    .insert((me.id, post), !currently);
             }
             Ok(response) => panic!("{method} like: {} {}", response.status, response.text()),
             Err(_) => {
-                ledger.lock().unwrap().uncertain.insert((me.id, post), !currently);
+                ledger
+                    .lock()
+                    .unwrap()
+                    .uncertain
+                    .insert((me.id, post), !currently);
                 return;
             }
         }
@@ -121,7 +159,12 @@ fn writer(addr: SocketAddr, me: Arc<User>, ledger: Arc<Mutex<Ledger>>, seed: u64
 fn verify(addr: SocketAddr, ledger: &mut Ledger) {
     for (id, (author, text)) in &ledger.posts {
         let response = call(addr, "GET", &format!("/api/v1/posts/{id}"), None, None).unwrap();
-        assert_eq!(response.status, 200, "acknowledged post {id} is missing: {}", response.text());
+        assert_eq!(
+            response.status,
+            200,
+            "acknowledged post {id} is missing: {}",
+            response.text()
+        );
         let post = response.json();
         assert_eq!(post["author_id"].as_u64(), Some(*author));
         assert_eq!(post["text"].as_str(), Some(text.as_str()));
@@ -131,14 +174,25 @@ fn verify(addr: SocketAddr, ledger: &mut Ledger) {
         by_post.entry(*post).or_default().push((*liker, *liked));
     }
     for (post, expected) in by_post {
-        let records = call(addr, "GET", &format!("/api/v1/posts/{post}/likes?limit=500"), None, None)
-            .unwrap()
-            .json();
+        let records = call(
+            addr,
+            "GET",
+            &format!("/api/v1/posts/{post}/likes?limit=500"),
+            None,
+            None,
+        )
+        .unwrap()
+        .json();
         let found: HashMap<u64, bool> = records["items"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|item| (item["user_id"].as_u64().unwrap(), item["liked"].as_bool().unwrap()))
+            .map(|item| {
+                (
+                    item["user_id"].as_u64().unwrap(),
+                    item["liked"].as_bool().unwrap(),
+                )
+            })
             .collect();
         for (liker, liked) in expected {
             if ledger.uncertain.contains_key(&(liker, post)) {
@@ -151,20 +205,35 @@ fn verify(addr: SocketAddr, ledger: &mut Ledger) {
             );
         }
     }
-    let check = call(addr, "GET", "/api/v1/admin/social/check", Some("admin-secret"), None).unwrap();
+    let check = call(
+        addr,
+        "GET",
+        "/api/v1/admin/social/check",
+        Some("admin-secret"),
+        None,
+    )
+    .unwrap();
     assert_eq!(check.status, 200, "{}", check.text());
-    assert_eq!(check.json()["differences"], json!([]), "invariants broken after restart");
+    assert_eq!(
+        check.json()["differences"],
+        json!([]),
+        "invariants broken after restart"
+    );
     // Resolve the uncertain pairs to what the server now says, for the next cycle.
     let uncertain: Vec<((u64, u64), bool)> = ledger.uncertain.drain().collect();
     for ((liker, post), _) in uncertain {
-        let records = call(addr, "GET", &format!("/api/v1/posts/{post}/likes?limit=500"), None, None)
-            .unwrap()
-            .json();
-        let liked = records["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|item| item["user_id"].as_u64() == Some(liker) && item["liked"] == Value::Bool(true));
+        let records = call(
+            addr,
+            "GET",
+            &format!("/api/v1/posts/{post}/likes?limit=500"),
+            None,
+            None,
+        )
+        .unwrap()
+        .json();
+        let liked = records["items"].as_array().unwrap().iter().any(|item| {
+            item["user_id"].as_u64() == Some(liker) && item["liked"] == Value::Bool(true)
+        });
         ledger.likes.insert((liker, post), liked);
     }
 }
@@ -221,5 +290,8 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
             ledger.likes.len()
         );
     }
-    assert!(!ledger.lock().unwrap().posts.is_empty(), "the writers acknowledged nothing");
+    assert!(
+        !ledger.lock().unwrap().posts.is_empty(),
+        "the writers acknowledged nothing"
+    );
 }

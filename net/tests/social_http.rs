@@ -32,7 +32,13 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
 }
 
 /// One request with an optional bearer token, on a fresh connection.
-fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Response {
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Response {
     let body = body.unwrap_or("");
     let auth = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
@@ -48,7 +54,12 @@ fn call(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: O
 fn check(response: &Response, status: u16, code: Option<&str>) {
     assert_eq!(response.status, status, "body: {}", response.text());
     if let Some(code) = code {
-        assert_eq!(response.json()["error"]["code"], code, "body: {}", response.text());
+        assert_eq!(
+            response.json()["error"]["code"],
+            code,
+            "body: {}",
+            response.text()
+        );
     }
 }
 
@@ -96,100 +107,330 @@ fn every_social_error_code_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
-        &["--set", "limits.max_posts_per_user=2", "--set", "limits.max_likes_per_user=1"],
+        &[
+            "--set",
+            "limits.max_posts_per_user=2",
+            "--set",
+            "limits.max_likes_per_user=1",
+        ],
     );
     let addr = server.addr;
     let post = |body: &str| call(addr, "POST", "/api/v1/users", None, Some(body));
-    check(&post(r#"{"email":"bad","password":"password123"}"#), 400, Some("invalid_email"));
-    check(&post(r#"{"email":"a@example.com","password":"short"}"#), 400, Some("weak_password"));
-    check(&post(r#"{"email":"a@mailinator.com","password":"password123"}"#), 422, Some("email_undeliverable"));
-    check(&post(r#"{"email":"a@example.com"}"#), 400, Some("missing_field"));
-    check(&post(r#"{"email":1,"password":"password123"}"#), 400, Some("invalid_field"));
-    check(&post(r#"{"email":"a@example.com","password":"password123","admin":true}"#), 400, Some("unknown_field"));
+    check(
+        &post(r#"{"email":"bad","password":"password123"}"#),
+        400,
+        Some("invalid_email"),
+    );
+    check(
+        &post(r#"{"email":"a@example.com","password":"short"}"#),
+        400,
+        Some("weak_password"),
+    );
+    check(
+        &post(r#"{"email":"a@mailinator.com","password":"password123"}"#),
+        422,
+        Some("email_undeliverable"),
+    );
+    check(
+        &post(r#"{"email":"a@example.com"}"#),
+        400,
+        Some("missing_field"),
+    );
+    check(
+        &post(r#"{"email":1,"password":"password123"}"#),
+        400,
+        Some("invalid_field"),
+    );
+    check(
+        &post(r#"{"email":"a@example.com","password":"password123","admin":true}"#),
+        400,
+        Some("unknown_field"),
+    );
     check(&post(r#"{"email":"#), 400, Some("invalid_json"));
     let alice = sign_up(addr, "Alice@Example.com");
-    check(&post(r#"{"email":"alice@example.COM","password":"password123"}"#), 409, Some("email_taken"));
+    check(
+        &post(r#"{"email":"alice@example.COM","password":"password123"}"#),
+        409,
+        Some("email_taken"),
+    );
     let bob = sign_up(addr, "bob@example.com");
     let carol = sign_up(addr, "carol@example.com");
 
-    let bad_login = call(addr, "POST", "/api/v1/auth/login", None, Some(r#"{"email":"alice@example.com","password":"wrong-password"}"#));
+    let bad_login = call(
+        addr,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(r#"{"email":"alice@example.com","password":"wrong-password"}"#),
+    );
     check(&bad_login, 401, Some("invalid_credentials"));
-    let unknown_login = call(addr, "POST", "/api/v1/auth/login", None, Some(r#"{"email":"nobody@example.com","password":"password123"}"#));
+    let unknown_login = call(
+        addr,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(r#"{"email":"nobody@example.com","password":"password123"}"#),
+    );
     check(&unknown_login, 401, Some("invalid_credentials"));
     let alice_token = login(addr, "alice@example.com");
     let bob_token = login(addr, "bob@example.com");
     let carol_token = login(addr, "carol@example.com");
 
     // Users: e-mail only to the user itself and admin.
-    check(&call(addr, "GET", "/api/v1/users/999", None, None), 404, Some("not_found"));
+    check(
+        &call(addr, "GET", "/api/v1/users/999", None, None),
+        404,
+        Some("not_found"),
+    );
     let anonymous = call(addr, "GET", &format!("/api/v1/users/{alice}"), None, None).json();
     assert!(anonymous.get("email").is_none(), "{anonymous}");
-    let own = call(addr, "GET", &format!("/api/v1/users/{alice}"), Some(&alice_token), None).json();
+    let own = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users/{alice}"),
+        Some(&alice_token),
+        None,
+    )
+    .json();
     assert_eq!(own["email"], "Alice@Example.com");
-    let as_bob = call(addr, "GET", &format!("/api/v1/users/{alice}"), Some(&bob_token), None).json();
+    let as_bob = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users/{alice}"),
+        Some(&bob_token),
+        None,
+    )
+    .json();
     assert!(as_bob.get("email").is_none());
-    let as_admin = call(addr, "GET", &format!("/api/v1/users/{alice}"), Some("admin-secret"), None).json();
+    let as_admin = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users/{alice}"),
+        Some("admin-secret"),
+        None,
+    )
+    .json();
     assert_eq!(as_admin["email"], "Alice@Example.com");
 
     // Posts.
-    check(&call(addr, "POST", "/api/v1/posts", None, Some(r#"{"text":"x"}"#)), 401, Some("unauthenticated"));
-    check(&call(addr, "POST", "/api/v1/posts", Some("not.a.jwt"), Some(r#"{"text":"x"}"#)), 401, Some("unauthenticated"));
-    check(&call(addr, "POST", "/api/v1/posts", Some(&alice_token), Some(r#"{"text":""}"#)), 400, Some("invalid_text"));
+    check(
+        &call(addr, "POST", "/api/v1/posts", None, Some(r#"{"text":"x"}"#)),
+        401,
+        Some("unauthenticated"),
+    );
+    check(
+        &call(
+            addr,
+            "POST",
+            "/api/v1/posts",
+            Some("not.a.jwt"),
+            Some(r#"{"text":"x"}"#),
+        ),
+        401,
+        Some("unauthenticated"),
+    );
+    check(
+        &call(
+            addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&alice_token),
+            Some(r#"{"text":""}"#),
+        ),
+        400,
+        Some("invalid_text"),
+    );
     let long = json!({ "text": "x".repeat(5001) }).to_string();
-    check(&call(addr, "POST", "/api/v1/posts", Some(&alice_token), Some(&long)), 400, Some("invalid_text"));
-    let first = create_post(addr, &alice_token, "first")["id"].as_u64().unwrap();
-    let second = create_post(addr, &alice_token, "second")["id"].as_u64().unwrap();
-    check(&call(addr, "POST", "/api/v1/posts", Some(&alice_token), Some(r#"{"text":"third"}"#)), 403, Some("post_limit_reached"));
-    check(&call(addr, "GET", "/api/v1/posts/424242", None, None), 404, Some("not_found"));
+    check(
+        &call(
+            addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&alice_token),
+            Some(&long),
+        ),
+        400,
+        Some("invalid_text"),
+    );
+    let first = create_post(addr, &alice_token, "first")["id"]
+        .as_u64()
+        .unwrap();
+    let second = create_post(addr, &alice_token, "second")["id"]
+        .as_u64()
+        .unwrap();
+    check(
+        &call(
+            addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&alice_token),
+            Some(r#"{"text":"third"}"#),
+        ),
+        403,
+        Some("post_limit_reached"),
+    );
+    check(
+        &call(addr, "GET", "/api/v1/posts/424242", None, None),
+        404,
+        Some("not_found"),
+    );
     let fetched = call(addr, "GET", &format!("/api/v1/posts/{first}"), None, None).json();
-    assert_eq!((fetched["author_id"].as_u64(), fetched["likes"].as_u64()), (Some(alice), Some(0)));
+    assert_eq!(
+        (fetched["author_id"].as_u64(), fetched["likes"].as_u64()),
+        (Some(alice), Some(0))
+    );
 
     // Likes.
     let likes = |id: u64| format!("/api/v1/posts/{id}/likes");
-    check(&call(addr, "POST", &likes(first), None, None), 401, Some("unauthenticated"));
-    check(&call(addr, "POST", &likes(424242), Some(&bob_token), None), 404, Some("not_found"));
-    check(&call(addr, "POST", &likes(first), Some(&alice_token), None), 403, Some("own_post"));
-    check(&call(addr, "DELETE", &likes(first), Some(&bob_token), None), 409, Some("not_liked"));
+    check(
+        &call(addr, "POST", &likes(first), None, None),
+        401,
+        Some("unauthenticated"),
+    );
+    check(
+        &call(addr, "POST", &likes(424242), Some(&bob_token), None),
+        404,
+        Some("not_found"),
+    );
+    check(
+        &call(addr, "POST", &likes(first), Some(&alice_token), None),
+        403,
+        Some("own_post"),
+    );
+    check(
+        &call(addr, "DELETE", &likes(first), Some(&bob_token), None),
+        409,
+        Some("not_liked"),
+    );
     let liked = call(addr, "POST", &likes(first), Some(&bob_token), None);
     check(&liked, 201, None);
-    assert_eq!(liked.json(), json!({"post_id": first, "user_id": bob, "likes": 1}));
-    check(&call(addr, "POST", &likes(first), Some(&bob_token), None), 409, Some("already_liked"));
-    check(&call(addr, "POST", &likes(second), Some(&bob_token), None), 403, Some("like_limit_reached"));
-    check(&call(addr, "POST", &likes(first), Some(&bob_token), Some(r#"{"extra":1}"#)), 400, Some("unknown_field"));
-    check(&call(addr, "POST", &likes(second), Some(&carol_token), None), 201, None);
+    assert_eq!(
+        liked.json(),
+        json!({"post_id": first, "user_id": bob, "likes": 1})
+    );
+    check(
+        &call(addr, "POST", &likes(first), Some(&bob_token), None),
+        409,
+        Some("already_liked"),
+    );
+    check(
+        &call(addr, "POST", &likes(second), Some(&bob_token), None),
+        403,
+        Some("like_limit_reached"),
+    );
+    check(
+        &call(
+            addr,
+            "POST",
+            &likes(first),
+            Some(&bob_token),
+            Some(r#"{"extra":1}"#),
+        ),
+        400,
+        Some("unknown_field"),
+    );
+    check(
+        &call(addr, "POST", &likes(second), Some(&carol_token), None),
+        201,
+        None,
+    );
     let unliked = call(addr, "DELETE", &likes(first), Some(&bob_token), None);
     check(&unliked, 200, None);
     assert_eq!(unliked.json()["likes"], 0);
-    check(&call(addr, "POST", &likes(first), Some(&bob_token), None), 201, None);
-    check(&call(addr, "GET", &likes(424242), None, None), 404, Some("not_found"));
+    check(
+        &call(addr, "POST", &likes(first), Some(&bob_token), None),
+        201,
+        None,
+    );
+    check(
+        &call(addr, "GET", &likes(424242), None, None),
+        404,
+        Some("not_found"),
+    );
     let records = call(addr, "GET", &likes(first), None, None).json();
     assert_eq!(records["items"].as_array().unwrap().len(), 1);
     let record = &records["items"][0];
-    assert_eq!((record["user_id"].as_u64(), record["liked"].as_bool(), record["times_liked"].as_u64()), (Some(bob), Some(true), Some(2)));
+    assert_eq!(
+        (
+            record["user_id"].as_u64(),
+            record["liked"].as_bool(),
+            record["times_liked"].as_u64()
+        ),
+        (Some(bob), Some(true), Some(2))
+    );
     assert!(record["first_liked_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(records["next_cursor"], Value::Null);
 
     // Lists, filters and stats.
-    check(&call(addr, "GET", "/api/v1/users?limit=0", None, None), 400, Some("invalid_field"));
-    check(&call(addr, "GET", "/api/v1/users?limit=501", None, None), 400, Some("invalid_field"));
-    check(&call(addr, "GET", "/api/v1/users?cursor=zzz", None, None), 400, Some("invalid_field"));
-    check(&call(addr, "GET", "/api/v1/users?sort=name", None, None), 400, Some("unknown_field"));
+    check(
+        &call(addr, "GET", "/api/v1/users?limit=0", None, None),
+        400,
+        Some("invalid_field"),
+    );
+    check(
+        &call(addr, "GET", "/api/v1/users?limit=501", None, None),
+        400,
+        Some("invalid_field"),
+    );
+    check(
+        &call(addr, "GET", "/api/v1/users?cursor=zzz", None, None),
+        400,
+        Some("invalid_field"),
+    );
+    check(
+        &call(addr, "GET", "/api/v1/users?sort=name", None, None),
+        400,
+        Some("unknown_field"),
+    );
     let page = call(addr, "GET", "/api/v1/users?limit=2", None, None).json();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
-    let rest = call(addr, "GET", &format!("/api/v1/users?limit=2&cursor={cursor}"), None, None).json();
+    let rest = call(
+        addr,
+        "GET",
+        &format!("/api/v1/users?limit=2&cursor={cursor}"),
+        None,
+        None,
+    )
+    .json();
     assert_eq!(rest["items"][0]["id"].as_u64(), Some(carol));
     assert_eq!(rest["next_cursor"], Value::Null);
     let zero = call(addr, "GET", "/api/v1/posts?zero_likes=true", None, None).json();
     assert!(zero["items"].as_array().unwrap().is_empty(), "{zero}");
-    let by_alice = call(addr, "GET", &format!("/api/v1/posts?author_id={alice}"), None, None).json();
+    let by_alice = call(
+        addr,
+        "GET",
+        &format!("/api/v1/posts?author_id={alice}"),
+        None,
+        None,
+    )
+    .json();
     assert_eq!(by_alice["items"].as_array().unwrap().len(), 2);
     let stats = call(addr, "GET", "/api/v1/stats/social", None, None).json();
-    assert_eq!(stats, json!({"users": 3, "posts": 2, "likes": 2, "posts_with_zero_likes": 0}));
-    let check_route = call(addr, "GET", "/api/v1/admin/social/check", Some("admin-secret"), None);
+    assert_eq!(
+        stats,
+        json!({"users": 3, "posts": 2, "likes": 2, "posts_with_zero_likes": 0})
+    );
+    let check_route = call(
+        addr,
+        "GET",
+        "/api/v1/admin/social/check",
+        Some("admin-secret"),
+        None,
+    );
     check(&check_route, 200, None);
     assert_eq!(check_route.json()["differences"], json!([]));
-    check(&call(addr, "GET", "/api/v1/admin/social/check", Some(&alice_token), None), 401, Some("unauthenticated"));
+    check(
+        &call(
+            addr,
+            "GET",
+            "/api/v1/admin/social/check",
+            Some(&alice_token),
+            None,
+        ),
+        401,
+        Some("unauthenticated"),
+    );
 }
 
 #[test]
@@ -209,7 +450,17 @@ fn tokens_expire_survive_restart_and_are_bound_to_the_secret() {
     )
     .unwrap();
     let post = r#"{"text":"hi"}"#;
-    check(&call(server.addr, "POST", "/api/v1/posts", Some(&expired), Some(post)), 401, Some("unauthenticated"));
+    check(
+        &call(
+            server.addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&expired),
+            Some(post),
+        ),
+        401,
+        Some("unauthenticated"),
+    );
     let claims = json!({"sub": "1", "iat": now, "exp": now + 3600, "role": "user"});
     let foreign = jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
@@ -217,12 +468,44 @@ fn tokens_expire_survive_restart_and_are_bound_to_the_secret() {
         &jsonwebtoken::EncodingKey::from_secret(b"some other secret, not the server's"),
     )
     .unwrap();
-    check(&call(server.addr, "POST", "/api/v1/posts", Some(&foreign), Some(post)), 401, Some("unauthenticated"));
-    check(&call(server.addr, "POST", "/api/v1/posts", Some(&token), Some(post)), 201, None);
+    check(
+        &call(
+            server.addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&foreign),
+            Some(post),
+        ),
+        401,
+        Some("unauthenticated"),
+    );
+    check(
+        &call(
+            server.addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&token),
+            Some(post),
+        ),
+        201,
+        None,
+    );
     server.terminate();
-    assert!(server.wait_exit(std::time::Duration::from_secs(20)).is_some_and(|s| s.success()));
+    assert!(server
+        .wait_exit(std::time::Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
     let server = start(dir.path(), &[]);
-    check(&call(server.addr, "POST", "/api/v1/posts", Some(&token), Some(post)), 201, None);
+    check(
+        &call(
+            server.addr,
+            "POST",
+            "/api/v1/posts",
+            Some(&token),
+            Some(post),
+        ),
+        201,
+        None,
+    );
 }
 
 #[test]
@@ -232,7 +515,9 @@ fn forty_users_like_one_post_twice_each_at_once() {
     let addr = server.addr;
     sign_up(addr, "author@example.com");
     let author_token = login(addr, "author@example.com");
-    let post = create_post(addr, &author_token, "popular")["id"].as_u64().unwrap();
+    let post = create_post(addr, &author_token, "popular")["id"]
+        .as_u64()
+        .unwrap();
     let tokens: Vec<String> = (0..40)
         .map(|i| {
             let email = format!("fan{i}@example.com");
@@ -248,16 +533,37 @@ fn forty_users_like_one_post_twice_each_at_once() {
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                call(addr, "POST", &format!("/api/v1/posts/{post}/likes"), Some(&token), None).status
+                call(
+                    addr,
+                    "POST",
+                    &format!("/api/v1/posts/{post}/likes"),
+                    Some(&token),
+                    None,
+                )
+                .status
             })
         })
         .collect();
     let statuses: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 40, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 40, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        40,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        40,
+        "{statuses:?}"
+    );
     let fetched = call(addr, "GET", &format!("/api/v1/posts/{post}"), None, None).json();
     assert_eq!(fetched["likes"], 40);
-    let check_route = call(addr, "GET", "/api/v1/admin/social/check", Some("admin-secret"), None);
+    let check_route = call(
+        addr,
+        "GET",
+        "/api/v1/admin/social/check",
+        Some("admin-secret"),
+        None,
+    );
     assert_eq!(check_route.json()["differences"], json!([]));
 }
 
@@ -330,7 +636,11 @@ fn hunter(target: &str) -> Option<(u16, String)> {
 
 fn clearbit(target: &str) -> Option<(u16, String)> {
     if target.contains("email=ghost%40example.com") {
-        return Some((404, json!({"error": {"type": "unknown_record", "message": "Unknown email address"}}).to_string()));
+        return Some((
+            404,
+            json!({"error": {"type": "unknown_record", "message": "Unknown email address"}})
+                .to_string(),
+        ));
     }
     Some((
         200,
@@ -351,32 +661,66 @@ fn sign_up_adapters_against_loopback_fakes() {
     let clearbit = fake(clearbit);
     let dir = tempfile::tempdir().unwrap();
     let hunter_url = format!("social.hunter_url=http://{}/v2/email-verifier", hunter.addr);
-    let clearbit_url = format!("social.clearbit_url=http://{}/v2/people/find", clearbit.addr);
+    let clearbit_url = format!(
+        "social.clearbit_url=http://{}/v2/people/find",
+        clearbit.addr
+    );
     let server = start(
         dir.path(),
         &[
-            "--set", &hunter_url, "--set", "social.hunter_api_key=hunter-key",
-            "--set", &clearbit_url, "--set", "social.clearbit_api_key=clearbit-key",
+            "--set",
+            &hunter_url,
+            "--set",
+            "social.hunter_api_key=hunter-key",
+            "--set",
+            &clearbit_url,
+            "--set",
+            "social.clearbit_api_key=clearbit-key",
         ],
     );
     let addr = server.addr;
     let body = |email: &str| json!({"email": email, "password": "password123"}).to_string();
-    let refused = call(addr, "POST", "/api/v1/users", None, Some(&body("bounce@example.com")));
+    let refused = call(
+        addr,
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(&body("bounce@example.com")),
+    );
     check(&refused, 422, Some("email_undeliverable"));
-    let risky = call(addr, "POST", "/api/v1/users", None, Some(&body("maybe@example.com")));
+    let risky = call(
+        addr,
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(&body("maybe@example.com")),
+    );
     check(&risky, 201, None);
     let enriched = risky.json();
     assert_eq!(enriched["enrichment"]["full_name"], "Alex MacCaw");
     assert_eq!(enriched["enrichment"]["company"], "Clearbit");
-    assert_eq!(enriched["full_name"], "Alex MacCaw", "the enriched name fills a missing full_name");
-    let ghost = call(addr, "POST", "/api/v1/users", None, Some(&body("ghost@example.com")));
+    assert_eq!(
+        enriched["full_name"], "Alex MacCaw",
+        "the enriched name fills a missing full_name"
+    );
+    let ghost = call(
+        addr,
+        "POST",
+        "/api/v1/users",
+        None,
+        Some(&body("ghost@example.com")),
+    );
     check(&ghost, 201, None);
     assert_eq!(ghost.json()["enrichment"], Value::Null);
     assert!(hunter.requests.load(Ordering::SeqCst) >= 3);
     assert!(clearbit.requests.load(Ordering::SeqCst) >= 2);
     // Syntax errors are refused before any outside call.
     let before = hunter.requests.load(Ordering::SeqCst);
-    check(&call(addr, "POST", "/api/v1/users", None, Some(&body("nope"))), 400, Some("invalid_email"));
+    check(
+        &call(addr, "POST", "/api/v1/users", None, Some(&body("nope"))),
+        400,
+        Some("invalid_email"),
+    );
     assert_eq!(hunter.requests.load(Ordering::SeqCst), before);
 }
 
@@ -385,14 +729,27 @@ fn a_silent_adapter_never_blocks_sign_up() {
     let silent_hunter = fake(silent);
     let silent_clearbit = fake(silent);
     let dir = tempfile::tempdir().unwrap();
-    let hunter_url = format!("social.hunter_url=http://{}/v2/email-verifier", silent_hunter.addr);
-    let clearbit_url = format!("social.clearbit_url=http://{}/v2/people/find", silent_clearbit.addr);
+    let hunter_url = format!(
+        "social.hunter_url=http://{}/v2/email-verifier",
+        silent_hunter.addr
+    );
+    let clearbit_url = format!(
+        "social.clearbit_url=http://{}/v2/people/find",
+        silent_clearbit.addr
+    );
     let server = start(
         dir.path(),
         &[
-            "--set", &hunter_url, "--set", "social.hunter_api_key=k",
-            "--set", &clearbit_url, "--set", "social.clearbit_api_key=k",
-            "--set", "social.adapter_timeout_ms=300",
+            "--set",
+            &hunter_url,
+            "--set",
+            "social.hunter_api_key=k",
+            "--set",
+            &clearbit_url,
+            "--set",
+            "social.clearbit_api_key=k",
+            "--set",
+            "social.adapter_timeout_ms=300",
         ],
     );
     let response = call(
@@ -405,6 +762,12 @@ fn a_silent_adapter_never_blocks_sign_up() {
     check(&response, 201, None);
     assert_eq!(response.json()["enrichment"], Value::Null);
     let metrics = call(server.addr, "GET", "/metrics", None, None).text();
-    assert!(metrics.contains("switchyard_adapter_failures_total{adapter=\"email_verifier\"} 1"), "{metrics}");
-    assert!(metrics.contains("switchyard_adapter_failures_total{adapter=\"enrichment\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("switchyard_adapter_failures_total{adapter=\"email_verifier\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_adapter_failures_total{adapter=\"enrichment\"} 1"),
+        "{metrics}"
+    );
 }

@@ -124,6 +124,12 @@ impl<E: Entity> Actor for EntityActor<E> {
         // Register the deadline the loaded state has (the index may hold it already).
         self.deadline = None;
         self.sync_deadline();
+        // At shutdown actix may start an actor while dropping its context, outside any runtime;
+        // it is about to be dropped, so it needs no passivation timer (and run_interval would
+        // panic without a reactor).
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
         let check_ms = (self.shared.config.passivate_after_ms / 4).clamp(10, 60_000);
         ctx.run_interval(Duration::from_millis(check_ms), |actor, ctx| {
             actor.maybe_passivate(ctx)
@@ -151,7 +157,8 @@ impl<E: Entity> EntityActor<E> {
 /// A command for the entity.
 pub(crate) struct Ask<E: Entity> {
     pub command: E::Command,
-    pub reply: ReplySender<E::Reply>,
+    /// `None` for a one-way send.
+    pub reply: Option<ReplySender<E::Reply>>,
 }
 
 impl<E: Entity> Message for Ask<E> {
@@ -165,7 +172,9 @@ impl<E: Entity> Handler<Ask<E>> for EntityActor<E> {
         self.touch();
         let outcome = self.run_command(message.command);
         // The caller may have gone away (e.g. a dropped HTTP request); the change stands.
-        let _ = message.reply.send(outcome);
+        if let Some(reply) = message.reply {
+            let _ = reply.send(outcome);
+        }
         self.handled();
     }
 }

@@ -21,6 +21,29 @@ use crate::error::{Error, Result};
 
 const STRIPES: usize = 64;
 
+/// Hashes an id with [`mix`] (ids are already integers; SipHash's DoS resistance buys nothing
+/// for keys the engine assigns, and costs on every message).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = mix(self.0 ^ u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = mix(value);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Entry<E: Entity> {
     addr: Addr<EntityActor<E>>,
     pending: Arc<AtomicUsize>,
@@ -28,13 +51,13 @@ struct Entry<E: Entity> {
 
 /// The running actors of one kind.
 pub struct Directory<E: Entity> {
-    stripes: Vec<Mutex<HashMap<u64, Entry<E>>>>,
+    stripes: Vec<Mutex<IdMap<Entry<E>>>>,
 }
 
 impl<E: Entity> Default for Directory<E> {
     fn default() -> Self {
         Directory {
-            stripes: (0..STRIPES).map(|_| Mutex::new(HashMap::new())).collect(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(IdMap::default())).collect(),
         }
     }
 }
@@ -48,7 +71,7 @@ fn mix(id: u64) -> u64 {
 }
 
 impl<E: Entity> Directory<E> {
-    fn stripe(&self, id: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Entry<E>>> {
+    fn stripe(&self, id: u64) -> std::sync::MutexGuard<'_, IdMap<Entry<E>>> {
         // Invariant: nothing panics while a stripe is held except a failed snapshot load, which
         // is returned as an error before any insertion.
         self.stripes[(mix(id) % STRIPES as u64) as usize]
@@ -56,24 +79,34 @@ impl<E: Entity> Directory<E> {
             .expect("directory stripe not poisoned")
     }
 
-    /// Finds or activates actor `id` and reserves one mailbox slot. `bounded` applies the
-    /// mailbox limit (commands); internal messages are never refused.
-    fn reserve(
+    /// Finds or activates actor `id`, reserves one mailbox slot and queues `message()` for it,
+    /// all under the stripe lock (so a passivation check under the same lock sees it pending).
+    /// `bounded` applies the mailbox limit (commands); internal messages are never refused.
+    fn send(
         &self,
         shared: &Arc<Shared>,
         id: u64,
         bounded: bool,
-    ) -> Result<(Addr<EntityActor<E>>, Arc<AtomicUsize>)> {
+        deliver: impl FnOnce(&Addr<EntityActor<E>>),
+    ) -> Result<()> {
         let mut stripe = self.stripe(id);
         if let Some(entry) = stripe.get(&id) {
-            if bounded
-                && entry.pending.load(Ordering::Acquire) >= shared.config.mailbox_depth_max
-            {
+            if bounded && entry.pending.load(Ordering::Acquire) >= shared.config.mailbox_depth_max {
                 return Err(Error::Overloaded("actor mailbox"));
             }
             entry.pending.fetch_add(1, Ordering::AcqRel);
-            return Ok((entry.addr.clone(), entry.pending.clone()));
+            // Capacity is enforced above (see the module docs of `runtime`); do_send never parks.
+            deliver(&entry.addr);
+            return Ok(());
         }
+        let entry = self.activate(shared, id)?;
+        deliver(&entry.addr);
+        stripe.insert(id, entry);
+        Ok(())
+    }
+
+    /// Loads actor `id` (snapshot or empty) and starts it on its shard with one message pending.
+    fn activate(&self, shared: &Arc<Shared>, id: u64) -> Result<Entry<E>> {
         let key = ActorKey::new(E::KIND, id);
         let state = E::load(id, &shared.store)?;
         let snapshot_lsn = shared
@@ -97,14 +130,7 @@ impl<E: Entity> Directory<E> {
             persisted_deadline,
         };
         let addr = EntityActor::start_in_arbiter(shard, move |_| actor);
-        stripe.insert(
-            id,
-            Entry {
-                addr: addr.clone(),
-                pending: pending.clone(),
-            },
-        );
-        Ok((addr, pending))
+        Ok(Entry { addr, pending })
     }
 
     /// Queues `command` for actor `id`; the receiver yields the result and the LSN to wait for.
@@ -114,11 +140,24 @@ impl<E: Entity> Directory<E> {
         id: u64,
         command: E::Command,
     ) -> Result<oneshot::Receiver<(Result<E::Reply>, u64)>> {
-        let (addr, _) = self.reserve(shared, id, true)?;
         let (reply, receiver) = oneshot::channel();
-        // Capacity is enforced above (see the module docs of `runtime`); do_send never parks.
-        addr.do_send(Ask { command, reply });
+        self.send(shared, id, true, |addr| {
+            addr.do_send(Ask {
+                command,
+                reply: Some(reply),
+            })
+        })?;
         Ok(receiver)
+    }
+
+    /// Queues `command` for actor `id` without a reply channel (one-way).
+    pub(crate) fn tell(&self, shared: &Arc<Shared>, id: u64, command: E::Command) -> Result<()> {
+        self.send(shared, id, true, |addr| {
+            addr.do_send(Ask {
+                command,
+                reply: None,
+            })
+        })
     }
 
     /// Removes actor `id` if nothing is pending for it. Called by the actor itself.
@@ -160,8 +199,10 @@ pub(crate) trait AnyDirectory: Send + Sync {
 
 impl<E: Entity> AnyDirectory for Directory<E> {
     fn deliver_foreign(&self, shared: &Arc<Shared>, id: u64, event: Event, lsn: u64, floor: u64) {
-        match self.reserve(shared, id, false) {
-            Ok((addr, _)) => addr.do_send(Foreign { event, lsn, floor }),
+        match self.send(shared, id, false, |addr| {
+            addr.do_send(Foreign { event, lsn, floor })
+        }) {
+            Ok(()) => {}
             Err(error) => {
                 // The receiver could not be loaded (sled failure). The event is durable in the
                 // WAL and its hold stays taken, so its segment is kept and replay applies it.
@@ -175,9 +216,10 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         shared: &Arc<Shared>,
         id: u64,
     ) -> Result<crossbeam_channel::Receiver<Option<TakenSnapshot>>> {
-        let (addr, _) = self.reserve(shared, id, false)?;
         let (reply, receiver) = crossbeam_channel::bounded(1);
-        addr.do_send(TakeSnapshot { reply });
+        self.send(shared, id, false, |addr| {
+            addr.do_send(TakeSnapshot { reply })
+        })?;
         Ok(receiver)
     }
 
@@ -190,8 +232,8 @@ impl<E: Entity> AnyDirectory for Directory<E> {
     }
 
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>) {
-        match self.reserve(shared, id, false) {
-            Ok((addr, _)) => addr.do_send(Timer { ack }),
+        match self.send(shared, id, false, |addr| addr.do_send(Timer { ack })) {
+            Ok(()) => {}
             Err(error) => {
                 tracing::error!(%error, id, "cannot activate an actor for its timer");
             }
@@ -210,6 +252,8 @@ pub struct Directories {
     pub(crate) accounts: Directory<crate::social::accounts::Accounts>,
     pub(crate) user: Directory<crate::social::user::User>,
     pub(crate) posts: Directory<crate::social::posts::PostIndex>,
+    pub(crate) work_pool: Directory<crate::work::pool::Pool>,
+    pub(crate) work_buckets: Directory<crate::work::bucket::Bucket>,
 }
 
 impl Directories {
@@ -219,10 +263,19 @@ impl Directories {
             Kind::Accounts => &self.accounts,
             Kind::User => &self.user,
             Kind::PostIndex => &self.posts,
+            Kind::WorkPool => &self.work_pool,
+            Kind::WorkBucket => &self.work_buckets,
         }
     }
 
-    pub(crate) fn all(&self) -> [&dyn AnyDirectory; 4] {
-        [&self.counter, &self.accounts, &self.user, &self.posts]
+    pub(crate) fn all(&self) -> [&dyn AnyDirectory; 6] {
+        [
+            &self.counter,
+            &self.accounts,
+            &self.user,
+            &self.posts,
+            &self.work_pool,
+            &self.work_buckets,
+        ]
     }
 }

@@ -29,8 +29,8 @@
 
 mod actor;
 pub(crate) mod checkpoint;
-pub(crate) mod recovery;
 mod directory;
+pub(crate) mod recovery;
 pub(crate) mod timers;
 pub(crate) mod tracker;
 
@@ -38,9 +38,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use directory::Directory;
-pub use directory::Directories;
 pub use checkpoint::CheckpointReport;
+pub use directory::Directories;
+pub use directory::Directory;
 
 use crate::clock::{Millis, SharedClock};
 use crate::config::{Durability, EngineConfig};
@@ -60,6 +60,10 @@ pub enum Kind {
     User = 3,
     /// The social workload's post index (singleton).
     PostIndex = 4,
+    /// The work workload's pool: items, bucket formation, clients (singleton).
+    WorkPool = 5,
+    /// A work bucket (its lease and its items' report flags).
+    WorkBucket = 6,
 }
 
 /// Identifies one actor.
@@ -71,9 +75,16 @@ pub struct ActorKey {
 
 impl Kind {
     pub fn from_u8(value: u8) -> Option<Kind> {
-        [Kind::Counter, Kind::Accounts, Kind::User, Kind::PostIndex]
-            .into_iter()
-            .find(|kind| *kind as u8 == value)
+        [
+            Kind::Counter,
+            Kind::Accounts,
+            Kind::User,
+            Kind::PostIndex,
+            Kind::WorkPool,
+            Kind::WorkBucket,
+        ]
+        .into_iter()
+        .find(|kind| *kind as u8 == value)
     }
 }
 
@@ -113,6 +124,7 @@ impl ActorKey {
 pub enum Event {
     Counter(crate::demo::CounterEvent),
     Social(crate::social::SocialEvent),
+    Work(crate::work::WorkEvent),
 }
 
 /// One WAL record: the events of one command. `origin` is the actor that decided them; entries
@@ -203,14 +215,16 @@ impl Shared {
     /// Queues `command` for actor `id` without waiting for the reply (one-way). The change is
     /// applied like any other; the caller just never learns the outcome.
     pub fn tell<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<()> {
-        E::directory(&self.directories)
-            .ask(self, id, command)
-            .map(|_| ())
+        E::directory(&self.directories).tell(self, id, command)
     }
 
     /// Sends `command` to actor `id` of kind `E` and returns its reply once the state it reflects
     /// is durable (in `sync` durability).
-    pub async fn ask<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<E::Reply> {
+    pub async fn ask<E: Entity>(
+        self: &Arc<Self>,
+        id: u64,
+        command: E::Command,
+    ) -> Result<E::Reply> {
         let receiver = E::directory(&self.directories).ask(self, id, command)?;
         let (result, lsn) = receiver
             .await

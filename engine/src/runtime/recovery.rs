@@ -48,6 +48,8 @@ fn load(key: ActorKey, store: &Store) -> Result<Box<dyn Replayed>> {
         Kind::Accounts => boxed::<crate::social::accounts::Accounts>(key.id, store),
         Kind::User => boxed::<crate::social::user::User>(key.id, store),
         Kind::PostIndex => boxed::<crate::social::posts::PostIndex>(key.id, store),
+        Kind::WorkPool => boxed::<crate::work::pool::Pool>(key.id, store),
+        Kind::WorkBucket => boxed::<crate::work::bucket::Bucket>(key.id, store),
     }
 }
 

@@ -82,7 +82,11 @@ impl Tracker {
     }
 
     pub fn held_count(&self) -> usize {
-        self.lock().floors.values().map(|count| *count as usize).sum()
+        self.lock()
+            .floors
+            .values()
+            .map(|count| *count as usize)
+            .sum()
     }
 }
 

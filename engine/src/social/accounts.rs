@@ -176,7 +176,8 @@ impl Entity for Accounts {
             ))),
             AccountsCommand::List { after, limit } => {
                 let start = after.map_or(0, |after| after.saturating_add(1));
-                let mut items: Vec<u64> = self.ids.range(start..).take(limit + 1).copied().collect();
+                let mut items: Vec<u64> =
+                    self.ids.range(start..).take(limit + 1).copied().collect();
                 let next = if items.len() > limit {
                     items.truncate(limit);
                     items.last().copied()
@@ -185,7 +186,9 @@ impl Entity for Accounts {
                 };
                 Ok(Decision::read(AccountsReply::Ids(Page { items, next })))
             }
-            AccountsCommand::Count => Ok(Decision::read(AccountsReply::Count(self.ids.len() as u64))),
+            AccountsCommand::Count => {
+                Ok(Decision::read(AccountsReply::Count(self.ids.len() as u64)))
+            }
         }
     }
 

@@ -171,6 +171,8 @@ pub struct SocialConfig {
     pub password_hash_memory_kib: u32,
     /// argon2id iterations.
     pub password_hash_iterations: u32,
+    /// Entries of the post → author cache (see [`AuthorCache`]); about 40 bytes each.
+    pub author_cache_entries_max: usize,
 }
 
 impl Default for SocialConfig {
@@ -180,6 +182,7 @@ impl Default for SocialConfig {
             max_likes_per_user: None,
             password_hash_memory_kib: 19_456,
             password_hash_iterations: 2,
+            author_cache_entries_max: 1_000_000,
         }
     }
 }
@@ -220,11 +223,54 @@ impl PostIds {
     }
 }
 
+/// post → author, in front of the PostIndex, so a like or a read of a post does not pay a round
+/// trip to the index actor. Sound because a post's author never changes and posts are never
+/// removed; an entry is added only from a durable answer (a created post, an index lookup).
+/// Bounded: a stripe that reaches its share of `author_cache_entries_max` is emptied.
+pub(crate) struct AuthorCache {
+    stripes: Vec<std::sync::Mutex<std::collections::HashMap<u64, u64>>>,
+    stripe_entries_max: usize,
+}
+
+impl AuthorCache {
+    const STRIPES: usize = 16;
+
+    pub fn new(entries_max: usize) -> Self {
+        AuthorCache {
+            stripes: (0..Self::STRIPES)
+                .map(|_| std::sync::Mutex::new(std::collections::HashMap::new()))
+                .collect(),
+            stripe_entries_max: (entries_max / Self::STRIPES).max(1),
+        }
+    }
+
+    fn stripe(
+        &self,
+        post_id: u64,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u64>> {
+        // Invariant: nothing panics while a stripe is held (only map operations).
+        self.stripes[(post_id % Self::STRIPES as u64) as usize]
+            .lock()
+            .expect("author cache stripe not poisoned")
+    }
+
+    fn get(&self, post_id: u64) -> Option<u64> {
+        self.stripe(post_id).get(&post_id).copied()
+    }
+
+    fn insert(&self, post_id: u64, author_id: u64) {
+        let mut stripe = self.stripe(post_id);
+        if stripe.len() >= self.stripe_entries_max {
+            stripe.clear();
+        }
+        stripe.insert(post_id, author_id);
+    }
+}
+
 /// Checks the e-mail syntax: one `@`, a non-empty local part, a domain with a dot, no spaces or
 /// control characters, within length limits.
 pub fn valid_email_syntax(email: &str) -> bool {
-    if email.len() > EMAIL_BYTES_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if email.len() > EMAIL_BYTES_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
     }
     let Some((local, domain)) = email.split_once('@') else {
@@ -357,6 +403,7 @@ pub fn validate_text(text: &str) -> Result<()> {
 pub struct Social<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) post_ids: &'a PostIds,
+    pub(crate) authors: &'a AuthorCache,
     pub(crate) config: &'a SocialConfig,
 }
 
@@ -455,18 +502,30 @@ impl Social<'_> {
     pub async fn create_post(&self, author_id: u64, text: String) -> Result<PostView> {
         validate_text(&text)?;
         let post_id = self.post_ids.allocate();
-        self.shared
+        let post = self
+            .shared
             .ask::<user::User>(author_id, user::UserCommand::CreatePost { post_id, text })
             .await?
-            .into_post()
+            .into_post()?;
+        self.authors.insert(post.id, post.author_id);
+        Ok(post)
     }
 
     async fn author_of(&self, post_id: u64) -> Result<u64> {
-        self.shared
-            .ask::<posts::PostIndex>(posts::POST_INDEX_ID, posts::PostIndexCommand::Author { post_id })
+        if let Some(author_id) = self.authors.get(post_id) {
+            return Ok(author_id);
+        }
+        let author_id = self
+            .shared
+            .ask::<posts::PostIndex>(
+                posts::POST_INDEX_ID,
+                posts::PostIndexCommand::Author { post_id },
+            )
             .await?
             .into_author()
-            .ok_or(Error::NotFound("post"))
+            .ok_or(Error::NotFound("post"))?;
+        self.authors.insert(post_id, author_id);
+        Ok(author_id)
     }
 
     pub async fn post(&self, post_id: u64) -> Result<PostView> {

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    LikeOutcome, LikeRecord, LikeView, Page, PostView, Profile, SocialEvent, UserView,
-};
+use super::{LikeOutcome, LikeRecord, LikeView, Page, PostView, Profile, SocialEvent, UserView};
 use crate::error::{Error, Result};
 use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
 use crate::store::{SnapshotBatch, Store};
@@ -17,8 +15,13 @@ use crate::store::{SnapshotBatch, Store};
 pub enum UserCommand {
     Get,
     Credentials,
-    CreatePost { post_id: u64, text: String },
-    GetPost { post_id: u64 },
+    CreatePost {
+        post_id: u64,
+        text: String,
+    },
+    GetPost {
+        post_id: u64,
+    },
     ListPosts {
         zero_likes: bool,
         after: Option<u64>,
@@ -283,7 +286,9 @@ impl Entity for User {
             }
             UserCommand::GetPost { post_id } => {
                 let post = self.posts.get(&post_id).ok_or(Error::NotFound("post"))?;
-                Ok(Decision::read(UserReply::Post(self.post_view(post_id, post))))
+                Ok(Decision::read(UserReply::Post(
+                    self.post_view(post_id, post),
+                )))
             }
             UserCommand::ListPosts {
                 zero_likes,
@@ -313,12 +318,18 @@ impl Entity for User {
             } => {
                 let post = self.posts.get(&post_id).ok_or(Error::NotFound("post"))?;
                 if liker == self.id {
-                    return Err(Error::forbidden("own_post", "a user cannot like its own post"));
+                    return Err(Error::forbidden(
+                        "own_post",
+                        "a user cannot like its own post",
+                    ));
                 }
                 let current = self.likes.get(&(post_id, liker)).copied();
                 let is_on = current.is_some_and(|record| record.liked);
                 if on && is_on {
-                    return Err(Error::conflict("already_liked", "this post is already liked"));
+                    return Err(Error::conflict(
+                        "already_liked",
+                        "this post is already liked",
+                    ));
                 }
                 if !on && !is_on {
                     return Err(Error::conflict("not_liked", "this post is not liked"));
@@ -385,7 +396,8 @@ impl Entity for User {
                 let start = after.map_or(0, |after| after.saturating_add(1));
                 let mut items: Vec<LikeView> = Vec::with_capacity(limit.min(64));
                 let mut next = None;
-                for ((_, user_id), record) in self.likes.range((post_id, start)..=(post_id, u64::MAX))
+                for ((_, user_id), record) in
+                    self.likes.range((post_id, start)..=(post_id, u64::MAX))
                 {
                     if items.len() == limit {
                         next = items.last().map(|view| view.user_id);

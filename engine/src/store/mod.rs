@@ -94,7 +94,8 @@ pub struct SnapshotBatch {
 impl SnapshotBatch {
     /// Writes `value` under the actor's sub-key `sub` (e.g. `b"profile"`, a post id).
     pub fn put<T: Serialize>(&mut self, key: ActorKey, sub: &[u8], value: &T) {
-        self.ops.push((key.sub_key(sub), Some(codec::encode(value))));
+        self.ops
+            .push((key.sub_key(sub), Some(codec::encode(value))));
     }
 
     /// Removes the actor's sub-key `sub`.
@@ -120,12 +121,41 @@ impl SnapshotBatch {
     }
 }
 
-/// The sled database behind checkpoints.
-#[derive(Clone)]
+/// Serialises every sled mutation, flush and close in this process.
+///
+/// sled 0.34 guards all its databases with one process-global reader/writer lock: `apply_batch`
+/// takes it for writing, while `flush` holds it for reading *while waiting for its I/O to become
+/// stable*. So with two databases in one process (two engines: parallel tests, or an embedder
+/// running two), a flush that stalls in one engine (we saw one wait forever after its directory
+/// was deleted under it) would block every checkpoint of the other. Serialising our own writes
+/// keeps one engine's flush from ever holding that lock while another's batch waits on it.
+/// Reads stay concurrent.
+static SLED_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sled_writes() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding it poisons nothing we rely on: the guarded data is sled's.
+    SLED_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The sled database behind checkpoints. Not `Clone`: its drop closes sled under
+/// [`SLED_WRITES`], so it has one owner.
 pub struct Store {
-    db: sled::Db,
-    snapshots: sled::Tree,
+    db: std::mem::ManuallyDrop<sled::Db>,
+    snapshots: std::mem::ManuallyDrop<sled::Tree>,
     path: PathBuf,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _writes = sled_writes();
+        // SAFETY: each field is dropped exactly once, here, and never used after.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.snapshots);
+            std::mem::ManuallyDrop::drop(&mut self.db);
+        }
+    }
 }
 
 impl Store {
@@ -141,8 +171,8 @@ impl Store {
             .map_err(|e| Error::Store(format!("cannot open sled at {}: {e}", dir.display())))?;
         let snapshots = db.open_tree("snapshots")?;
         let store = Store {
-            db,
-            snapshots,
+            db: std::mem::ManuallyDrop::new(db),
+            snapshots: std::mem::ManuallyDrop::new(snapshots),
             path: dir.to_path_buf(),
         };
         let meta = store.meta()?;
@@ -174,6 +204,7 @@ impl Store {
             format_version: codec::FORMAT_VERSION,
             coverage_lsn,
         };
+        let _writes = sled_writes();
         self.db.insert(META_KEY, codec::encode(&meta))?;
         self.db.flush()?;
         Ok(())
@@ -223,6 +254,7 @@ impl Store {
                 None => {}
             }
         }
+        let _writes = sled_writes();
         self.snapshots.apply_batch(batch)?;
         Ok(())
     }
@@ -253,6 +285,7 @@ impl Store {
 
     /// Makes every applied snapshot durable.
     pub fn flush(&self) -> Result<()> {
+        let _writes = sled_writes();
         self.db.flush()?;
         Ok(())
     }
@@ -284,7 +317,10 @@ mod tests {
         }
         let store = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.meta().unwrap().coverage_lsn, 9);
-        assert_eq!(store.snapshot_meta(key).unwrap(), Some(SnapshotMeta { lsn: 9 }));
+        assert_eq!(
+            store.snapshot_meta(key).unwrap(),
+            Some(SnapshotMeta { lsn: 9 })
+        );
         assert_eq!(store.get::<u64>(key, b"value").unwrap(), Some(7));
         let other = ActorKey::new(Kind::Counter, 43);
         assert_eq!(store.snapshot_meta(other).unwrap(), None);

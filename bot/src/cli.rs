@@ -1,0 +1,664 @@
+//! The command line: clap definitions, the optional TOML file (`--config`), how the two merge
+//! (a flag beats the file's subcommand section, which beats the file's top level, which beats
+//! the default), and [`main`], which runs a subcommand and turns its outcome into the exit code.
+//!
+//! Subcommands: `social` (the simulation) and `load` (the load generator); the enum has room for
+//! more (a `work` client is planned).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::load::{self, LoadOptions, Mix};
+use crate::progress::ProgressMode;
+use crate::report::{Outcome, Report};
+use crate::rng::seed_from_time;
+use crate::social::{self, SocialOptions};
+use crate::transport::{EmbeddedTransport, HttpTransport};
+
+/// The exit codes, as printed by `--help` (and in bot/README.md).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  finished: every phase ran and every check agreed
+  1  error: the server was unreachable or failed (no answer, 5xx), or the options or the
+     configuration are invalid (usage errors included)
+  2  consistency mismatch: the server disagrees with the bot's ledger; every difference is
+     printed";
+
+const SOCIAL_ABOUT: &str = "\
+Simulate users against a server (--url) or an embedded engine (--embedded --data-dir) and check
+the server against the bot's own ledger after each phase.
+
+Phase I (sign-up): addresses from the mail list, in order, until --users users exist; an address
+refused as taken or undeliverable is skipped. Passwords are derived from the seed.
+Phase II (posts): every user logs in and creates 1..=--max-posts posts (drawn per user).
+Phase III (likes, in rounds): every user with posts gets a like budget of 1..=--max-likes. In each
+round the users, in descending order of post count, each with budget left: build the zero list
+(every post of every OTHER user that has at least one post with zero likes), draw 1..=remaining
+budget, pick that many distinct posts from it uniformly, and like each picked post it does not
+like yet or unlike one it already likes (a user never likes its own post). Every like or unlike
+uses one unit of budget. Phase III stops when no user has budget left or no post with zero
+likes remains.
+
+After each phase the bot compares every user's posts_count and likes_given, every post's likes
+and likers, and GET /api/v1/stats/social (and, embedded, the engine's own check) with its ledger,
+and stops with exit code 2 on any difference, printing each.
+
+The same --seed and options give the same sequence of operations; --concurrency N runs users on N
+tasks, which changes how users interleave but never a user's own sequence.";
+
+const LOAD_ABOUT: &str = "\
+Open-model load generator: arrivals at --rate per second, scheduled independently of responses,
+spread round-robin over --connections keep-alive connections; latency is measured from each
+request's scheduled send time (coordinated omission corrected). --mix weights like (like or
+unlike a post of another user), post (create a post), read (GET a post) and health (GET /healthz).
+When the mix needs them, a setup step first signs up --setup-users users (at least one per
+connection), logs them in and has each create --setup-posts posts.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchyard-bot",
+    version,
+    about = "Simulated users and load generation for Switchyard.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// TOML file with defaults: top-level keys (seed, url, report, progress, timeout_ms) and
+    /// [social] / [load] sections with the flags' names in snake_case. Flags win.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate users (sign-up, posts, likes) and check the server after each phase.
+    #[command(long_about = SOCIAL_ABOUT, after_help = EXIT_CODES)]
+    Social(SocialArgs),
+    /// Drive an open-model load against a running server.
+    #[command(long_about = LOAD_ABOUT, after_help = EXIT_CODES)]
+    Load(LoadArgs),
+}
+
+/// Flags every subcommand has.
+#[derive(Debug, Clone, Args, Default)]
+pub struct CommonArgs {
+    /// Seed for every random choice (printed at start; random when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Base URL of a running server, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Write the final report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Progress display: auto (a bar on a terminal, plain lines otherwise), bar, plain, off.
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressMode>,
+    /// Per-request timeout, in milliseconds [default: 30000].
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct SocialArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Run against an engine opened in this process (needs --data-dir) instead of --url.
+    #[arg(long)]
+    pub embedded: bool,
+    /// The embedded engine's data directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Users to sign up [default: 50].
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Each user creates 1..=N posts [default: 7].
+    #[arg(long)]
+    pub max_posts: Option<u64>,
+    /// Each user's like budget is 1..=N [default: 10].
+    #[arg(long)]
+    pub max_likes: Option<u64>,
+    /// Users run in parallel on N tokio tasks [default: 1].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Mail list, one address a line [default: data/mail_list.txt, built in].
+    #[arg(long, value_name = "FILE")]
+    pub mail_list: Option<PathBuf>,
+    /// Write the operation log (one operation a line, in plan order) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub op_log: Option<PathBuf>,
+    /// Also check the ledger after every Phase III round.
+    #[arg(long)]
+    pub check_every_round: bool,
+    /// Embedded only: argon2 memory cost in KiB [default: the engine's].
+    #[arg(long)]
+    pub hash_memory_kib: Option<u32>,
+    /// Embedded only: argon2 iterations [default: the engine's].
+    #[arg(long)]
+    pub hash_iterations: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Arrivals per second [default: 1000].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds of load [default: 10].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Keep-alive connections, one task each [default: 32].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Operation weights [default: like=70,post=20,read=10].
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Requests in flight per connection; 1 = no pipelining [default: 1].
+    #[arg(long)]
+    pub pipeline: Option<usize>,
+    /// Runtime worker threads; 1 runs a current-thread runtime [default: 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Users the setup step signs up (at least one per connection for like/post) [default: 0,
+    /// i.e. one per connection].
+    #[arg(long)]
+    pub setup_users: Option<usize>,
+    /// Posts each setup user creates [default: 2].
+    #[arg(long)]
+    pub setup_posts: Option<usize>,
+}
+
+/// The TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    seed: Option<u64>,
+    url: Option<String>,
+    report: Option<PathBuf>,
+    progress: Option<ProgressMode>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    social: SocialFile,
+    #[serde(default)]
+    load: LoadFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SocialFile {
+    seed: Option<u64>,
+    url: Option<String>,
+    report: Option<PathBuf>,
+    progress: Option<ProgressMode>,
+    timeout_ms: Option<u64>,
+    embedded: Option<bool>,
+    data_dir: Option<PathBuf>,
+    users: Option<usize>,
+    max_posts: Option<u64>,
+    max_likes: Option<u64>,
+    concurrency: Option<usize>,
+    mail_list: Option<PathBuf>,
+    op_log: Option<PathBuf>,
+    check_every_round: Option<bool>,
+    hash_memory_kib: Option<u32>,
+    hash_iterations: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadFile {
+    seed: Option<u64>,
+    url: Option<String>,
+    report: Option<PathBuf>,
+    progress: Option<ProgressMode>,
+    timeout_ms: Option<u64>,
+    rate: Option<f64>,
+    duration: Option<f64>,
+    connections: Option<usize>,
+    mix: Option<Mix>,
+    pipeline: Option<usize>,
+    threads: Option<usize>,
+    setup_users: Option<usize>,
+    setup_posts: Option<usize>,
+}
+
+fn read_file_config(path: Option<&Path>) -> Result<FileConfig, String> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("--config {}: {error}", path.display()))?;
+    toml::from_str(&text).map_err(|error| format!("--config {}: {error}", path.display()))
+}
+
+/// `--mix` when neither the flag nor the file gives one.
+const DEFAULT_MIX: &str = "like=70,post=20,read=10";
+
+/// The built-in mail list (data/mail_list.txt).
+const MAIL_LIST: &str = include_str!("../../data/mail_list.txt");
+
+/// Addresses of a mail list: one a line; blank lines and `#` comments skipped.
+pub fn parse_mail_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The shipped mail list.
+pub fn builtin_mail_list() -> Vec<String> {
+    parse_mail_list(MAIL_LIST)
+}
+
+/// Where a simulation runs.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Http {
+        url: String,
+    },
+    Embedded {
+        data_dir: PathBuf,
+        hash_memory_kib: Option<u32>,
+        hash_iterations: Option<u32>,
+    },
+}
+
+/// A simulation, fully resolved.
+#[derive(Debug, Clone)]
+pub struct SocialPlan {
+    pub target: Target,
+    pub options: SocialOptions,
+    pub timeout: Duration,
+    pub report: Option<PathBuf>,
+    pub op_log: Option<PathBuf>,
+}
+
+/// A load run, fully resolved.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub options: LoadOptions,
+    pub report: Option<PathBuf>,
+}
+
+fn positive<T: PartialOrd + Default + std::fmt::Display>(
+    name: &str,
+    value: T,
+) -> Result<T, String> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(format!("--{name} must be above 0, got {value}"))
+    }
+}
+
+/// Merges flags, the file and defaults for `social`.
+pub fn resolve_social(args: &SocialArgs, config: Option<&Path>) -> Result<SocialPlan, String> {
+    let file = read_file_config(config)?;
+    let section = &file.social;
+    let common = &args.common;
+    let seed = common
+        .seed
+        .or(section.seed)
+        .or(file.seed)
+        .unwrap_or_else(seed_from_time);
+    let url = common
+        .url
+        .clone()
+        .or(section.url.clone())
+        .or(file.url.clone());
+    let embedded = args.embedded || section.embedded.unwrap_or(false);
+    let data_dir = args.data_dir.clone().or(section.data_dir.clone());
+    let target = match (embedded, url, data_dir) {
+        (true, None, Some(data_dir)) => Target::Embedded {
+            data_dir,
+            hash_memory_kib: args.hash_memory_kib.or(section.hash_memory_kib),
+            hash_iterations: args.hash_iterations.or(section.hash_iterations),
+        },
+        (true, None, None) => return Err("--embedded needs --data-dir DIR".into()),
+        (true, Some(_), _) => return Err("give either --url or --embedded, not both".into()),
+        (false, Some(url), _) => Target::Http { url },
+        (false, None, _) => {
+            return Err("give --url URL (a running server) or --embedded --data-dir DIR".into())
+        }
+    };
+    let mail_list = match args.mail_list.clone().or(section.mail_list.clone()) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| format!("--mail-list {}: {error}", path.display()))?;
+            parse_mail_list(&text)
+        }
+        None => builtin_mail_list(),
+    };
+    let options = SocialOptions {
+        seed,
+        users: positive("users", args.users.or(section.users).unwrap_or(50))?,
+        max_posts: positive(
+            "max-posts",
+            args.max_posts.or(section.max_posts).unwrap_or(7),
+        )?,
+        max_likes: positive(
+            "max-likes",
+            args.max_likes.or(section.max_likes).unwrap_or(10),
+        )?,
+        concurrency: positive(
+            "concurrency",
+            args.concurrency.or(section.concurrency).unwrap_or(1),
+        )?,
+        mail_list: Arc::new(mail_list),
+        check_every_round: args.check_every_round || section.check_every_round.unwrap_or(false),
+        progress: common
+            .progress
+            .or(section.progress)
+            .or(file.progress)
+            .unwrap_or_default(),
+    };
+    let timeout_ms = common
+        .timeout_ms
+        .or(section.timeout_ms)
+        .or(file.timeout_ms)
+        .unwrap_or(30_000);
+    Ok(SocialPlan {
+        target,
+        options,
+        timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
+        report: common
+            .report
+            .clone()
+            .or(section.report.clone())
+            .or(file.report),
+        op_log: args.op_log.clone().or(section.op_log.clone()),
+    })
+}
+
+/// Merges flags, the file and defaults for `load`.
+pub fn resolve_load(args: &LoadArgs, config: Option<&Path>) -> Result<LoadPlan, String> {
+    let file = read_file_config(config)?;
+    let section = &file.load;
+    let common = &args.common;
+    let url = common
+        .url
+        .clone()
+        .or(section.url.clone())
+        .or(file.url.clone())
+        .ok_or("load needs --url URL (a running server)")?;
+    let mix = match &args.mix {
+        Some(text) => Mix::parse(text)?,
+        None => match section.mix.clone() {
+            Some(mix) => mix,
+            // Invariant: the default mix is a constant that parses.
+            None => Mix::parse(DEFAULT_MIX).expect("default mix parses"),
+        },
+    };
+    let timeout_ms = common
+        .timeout_ms
+        .or(section.timeout_ms)
+        .or(file.timeout_ms)
+        .unwrap_or(30_000);
+    let duration = positive(
+        "duration",
+        args.duration.or(section.duration).unwrap_or(10.0),
+    )?;
+    let options = LoadOptions {
+        url,
+        seed: common
+            .seed
+            .or(section.seed)
+            .or(file.seed)
+            .unwrap_or_else(seed_from_time),
+        rate: positive("rate", args.rate.or(section.rate).unwrap_or(1000.0))?,
+        duration: Duration::from_secs_f64(duration),
+        connections: positive(
+            "connections",
+            args.connections.or(section.connections).unwrap_or(32),
+        )?,
+        pipeline: positive("pipeline", args.pipeline.or(section.pipeline).unwrap_or(1))?,
+        threads: positive("threads", args.threads.or(section.threads).unwrap_or(1))?,
+        mix,
+        setup_users: args.setup_users.or(section.setup_users).unwrap_or(0),
+        setup_posts: args.setup_posts.or(section.setup_posts).unwrap_or(2),
+        timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
+        progress: common
+            .progress
+            .or(section.progress)
+            .or(file.progress)
+            .unwrap_or_default(),
+    };
+    Ok(LoadPlan {
+        options,
+        report: common
+            .report
+            .clone()
+            .or(section.report.clone())
+            .or(file.report),
+    })
+}
+
+/// The binary's entry point: parses the command line, runs, prints, returns the exit code.
+pub fn main() -> ExitCode {
+    main_from(std::env::args_os())
+}
+
+/// As [`main`], with explicit arguments (the first is the program name).
+pub fn main_from<I, T>(arguments: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(arguments) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap would exit with 2 on a usage error; 2 means a mismatch here.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 1 } else { 0 });
+        }
+    };
+    let code = match &cli.command {
+        Command::Social(args) => match resolve_social(args, cli.config.as_deref()) {
+            Ok(plan) => run_social_plan(plan),
+            Err(message) => usage_error(&message),
+        },
+        Command::Load(args) => match resolve_load(args, cli.config.as_deref()) {
+            Ok(plan) => run_load_plan(plan),
+            Err(message) => usage_error(&message),
+        },
+    };
+    ExitCode::from(code)
+}
+
+fn usage_error(message: &str) -> u8 {
+    eprintln!("switchyard-bot: {message}");
+    Outcome::Error.exit_code()
+}
+
+/// Prints the report (and writes it), and the seed again when the run did not finish.
+fn conclude(report: &Report, report_path: Option<&Path>) -> u8 {
+    print!("{}", report.render_text());
+    if let Some(path) = report_path {
+        if let Err(error) = std::fs::write(path, report.to_json()) {
+            eprintln!(
+                "switchyard-bot: writing the report to {}: {error}",
+                path.display()
+            );
+            return Outcome::Error.exit_code();
+        }
+    }
+    if report.outcome != Outcome::Finished {
+        println!(
+            "{:?} (exit code {}); replay with --seed {}",
+            report.outcome, report.exit_code, report.seed
+        );
+    }
+    report.exit_code
+}
+
+/// Runs a resolved simulation on a new tokio runtime; returns the exit code.
+pub fn run_social_plan(plan: SocialPlan) -> u8 {
+    println!(
+        "seed {} (replay with --seed {})",
+        plan.options.seed, plan.options.seed
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("starting the runtime: {error}")),
+    };
+    let run = runtime.block_on(async {
+        match &plan.target {
+            Target::Http { url } => {
+                let transport = HttpTransport::new(url, plan.options.concurrency, plan.timeout)
+                    .map_err(|e| e.to_string())?;
+                Ok(social::run(Arc::new(transport), plan.options.clone()).await)
+            }
+            Target::Embedded {
+                data_dir,
+                hash_memory_kib,
+                hash_iterations,
+            } => {
+                let config =
+                    EmbeddedTransport::config(data_dir, *hash_memory_kib, *hash_iterations);
+                let transport =
+                    tokio::task::spawn_blocking(move || EmbeddedTransport::open(config))
+                        .await
+                        .map_err(|error| error.to_string())?
+                        .map_err(|error| {
+                            format!("opening the engine in {}: {error}", data_dir.display())
+                        })?;
+                let transport = Arc::new(transport);
+                let run = social::run(transport.clone(), plan.options.clone()).await;
+                let closing = transport.clone();
+                tokio::task::spawn_blocking(move || closing.shutdown())
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .map_err(|error| format!("shutting the engine down: {error}"))?;
+                Ok::<_, String>(run)
+            }
+        }
+    });
+    let run = match run {
+        Ok(run) => run,
+        Err(message) => {
+            let code = usage_error(&message);
+            println!("replay with --seed {}", plan.options.seed);
+            return code;
+        }
+    };
+    if let Some(path) = &plan.op_log {
+        let mut text = run.op_log.join("\n");
+        text.push('\n');
+        if let Err(error) = std::fs::write(path, text) {
+            eprintln!(
+                "switchyard-bot: writing the op log to {}: {error}",
+                path.display()
+            );
+            return Outcome::Error.exit_code();
+        }
+    }
+    conclude(&run.report, plan.report.as_deref())
+}
+
+/// Runs a resolved load on a runtime with `threads` workers; returns the exit code.
+pub fn run_load_plan(plan: LoadPlan) -> u8 {
+    println!(
+        "seed {} (replay with --seed {})",
+        plan.options.seed, plan.options.seed
+    );
+    let runtime = if plan.options.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(plan.options.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("starting the runtime: {error}")),
+    };
+    let report = runtime.block_on(load::run(plan.options.clone()));
+    conclude(&report, plan.report.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arguments: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("switchyard-bot").chain(arguments.iter().copied()))
+            .expect("parses")
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bot.toml");
+        std::fs::write(
+            &path,
+            "seed = 9\nurl = \"http://127.0.0.1:1\"\n[social]\nusers = 12\nmax_likes = 3\n[load]\nmix = \"health=100\"\nrate = 5.0\n",
+        )
+        .unwrap();
+        let cli = parse(&["social", "--users", "4", "--config", path.to_str().unwrap()]);
+        let Command::Social(args) = &cli.command else {
+            panic!("social")
+        };
+        let plan = resolve_social(args, cli.config.as_deref()).unwrap();
+        assert_eq!(plan.options.users, 4);
+        assert_eq!(plan.options.max_likes, 3);
+        assert_eq!(plan.options.max_posts, 7);
+        assert_eq!(plan.options.seed, 9);
+        assert!(matches!(plan.target, Target::Http { .. }));
+        let cli = parse(&["load", "--config", path.to_str().unwrap(), "--rate", "7"]);
+        let Command::Load(args) = &cli.command else {
+            panic!("load")
+        };
+        let plan = resolve_load(args, cli.config.as_deref()).unwrap();
+        assert_eq!(plan.options.rate, 7.0);
+        assert_eq!(plan.options.mix, Mix::parse("health=100").unwrap());
+        std::fs::write(&path, "[social]\nuser = 3\n").unwrap();
+        let error = resolve_social(&SocialArgs::default(), Some(&path)).unwrap_err();
+        assert!(error.contains("unknown field"), "{error}");
+    }
+
+    #[test]
+    fn targets_need_url_or_embedded_data_dir() {
+        let args = SocialArgs {
+            embedded: true,
+            ..SocialArgs::default()
+        };
+        assert!(resolve_social(&args, None)
+            .unwrap_err()
+            .contains("--data-dir"));
+        assert!(resolve_social(&SocialArgs::default(), None).is_err());
+    }
+
+    #[test]
+    fn the_shipped_mail_list_is_large_distinct_and_deliverable() {
+        let list = builtin_mail_list();
+        assert!(list.len() >= 5_000, "{}", list.len());
+        let distinct: std::collections::BTreeSet<String> = list
+            .iter()
+            .map(|address| address.to_ascii_lowercase())
+            .collect();
+        assert_eq!(distinct.len(), list.len());
+        for address in &list {
+            assert!(
+                switchyard_engine::social::offline_email_verdict(address).is_ok(),
+                "{address}"
+            );
+            let domain = address.rsplit_once('@').unwrap().1;
+            assert!(["example.com", "example.org", "example.net"].contains(&domain));
+        }
+    }
+}
