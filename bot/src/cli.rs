@@ -2,8 +2,8 @@
 //! (a flag beats the file's subcommand section, which beats the file's top level, which beats
 //! the default), and [`main`], which runs a subcommand and turns its outcome into the exit code.
 //!
-//! Subcommands: `social` (the simulation) and `load` (the load generator); the enum has room for
-//! more (a `work` client is planned).
+//! Subcommands: `social` (the simulation), `load` (the load generator) and `work` (simulated
+//! work clients, [`crate::work`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::report::{Outcome, Report};
 use crate::rng::seed_from_time;
 use crate::social::{self, SocialOptions};
 use crate::transport::{EmbeddedTransport, HttpTransport};
+use crate::work::{self, WorkOptions};
 
 /// The exit codes, as printed by `--help` (and in bot/README.md).
 pub const EXIT_CODES: &str = "\
@@ -84,6 +85,98 @@ pub enum Command {
     /// Drive an open-model load against a running server.
     #[command(long_about = LOAD_ABOUT, after_help = EXIT_CODES)]
     Load(LoadArgs),
+    /// Simulated work clients that lease, report, crash and come back; then check every item
+    /// is done exactly once.
+    #[command(long_about = WORK_ABOUT, after_help = EXIT_CODES)]
+    Work(WorkArgs),
+}
+
+const WORK_ABOUT: &str = "\
+Add --items items (admin token: --admin-token or SWITCHYARD_ADMIN_TOKEN), then run --clients
+simulated work clients against --url: each registers, leases up to --max-buckets buckets and
+reports a result for every item; with --crash-percent chance per bucket it reports only half,
+stops heartbeating and comes back under a new registration (the server reclaims the lease after
+work.lease_seconds, so run the server with a short lease). At the end every item must be done with
+exactly one result and acknowledged exactly once; exit code 2 otherwise. The top-level seed, url
+and timeout_ms of --config apply.";
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct WorkArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The server's admin token (adds the items) [default: $SWITCHYARD_ADMIN_TOKEN].
+    #[arg(long)]
+    pub admin_token: Option<String>,
+    /// Simulated clients, one task each [default: 8].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Items to add and drain [default: 2000].
+    #[arg(long)]
+    pub items: Option<usize>,
+    /// Buckets per lease request [default: 1].
+    #[arg(long)]
+    pub max_buckets: Option<usize>,
+    /// Chance in percent that a client crashes mid-bucket [default: 10].
+    #[arg(long)]
+    pub crash_percent: Option<u64>,
+    /// The whole run must finish within this many seconds [default: 300].
+    #[arg(long)]
+    pub deadline_seconds: Option<u64>,
+}
+
+/// Merges flags, the file's top level and defaults for `work`.
+pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkOptions, String> {
+    let file = read_file_config(config)?;
+    let common = &args.common;
+    let url = common
+        .url
+        .clone()
+        .or(file.url.clone())
+        .ok_or("work needs --url URL (a running server)")?;
+    let admin_token = args
+        .admin_token
+        .clone()
+        .or_else(|| std::env::var("SWITCHYARD_ADMIN_TOKEN").ok())
+        .filter(|token| !token.is_empty())
+        .ok_or("work needs --admin-token (or SWITCHYARD_ADMIN_TOKEN) to add items")?;
+    let crash_percent = args.crash_percent.unwrap_or(10);
+    if crash_percent > 100 {
+        return Err(format!(
+            "--crash-percent must be 0..=100, got {crash_percent}"
+        ));
+    }
+    let timeout_ms = common.timeout_ms.or(file.timeout_ms).unwrap_or(30_000);
+    Ok(WorkOptions {
+        url,
+        seed: common.seed.or(file.seed).unwrap_or_else(seed_from_time),
+        admin_token,
+        clients: positive("clients", args.clients.unwrap_or(8))?,
+        items: positive("items", args.items.unwrap_or(2000))?,
+        max_buckets: positive("max-buckets", args.max_buckets.unwrap_or(1))?,
+        crash_percent,
+        timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
+        deadline: Duration::from_secs(positive(
+            "deadline-seconds",
+            args.deadline_seconds.unwrap_or(300),
+        )?),
+    })
+}
+
+/// Runs a resolved work scenario on a new tokio runtime; returns the exit code.
+pub fn run_work_plan(options: WorkOptions, report: Option<PathBuf>) -> u8 {
+    println!(
+        "seed {} (replay with --seed {})",
+        options.seed, options.seed
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("starting the runtime: {error}")),
+    };
+    let run = runtime.block_on(work::run(options));
+    conclude(&run, report.as_deref())
 }
 
 /// Flags every subcommand has.
@@ -468,6 +561,10 @@ where
         },
         Command::Load(args) => match resolve_load(args, cli.config.as_deref()) {
             Ok(plan) => run_load_plan(plan),
+            Err(message) => usage_error(&message),
+        },
+        Command::Work(args) => match resolve_work(args, cli.config.as_deref()) {
+            Ok(options) => run_work_plan(options, args.common.report.clone()),
             Err(message) => usage_error(&message),
         },
     };

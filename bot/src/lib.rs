@@ -11,6 +11,8 @@
 //! - [`load`]: the open-model generator and its minimal HTTP/1.1 wire client ([`load::wire`]).
 //! - [`report`]: counts, errors by status/code, HDR latency histograms, the JSON report.
 //! - [`progress`]: a bar per phase on a terminal, plain lines otherwise.
+//! - [`work`]: simulated work clients (lease, report, crash, re-register) and the exactly-once
+//!   check.
 //! - [`rng`]: the seeded generator every random choice comes from.
 //! - [`error`]: [`BotError`], one error type for HTTP error bodies and engine errors.
 //!
@@ -32,6 +34,7 @@ pub mod report;
 pub mod rng;
 pub mod social;
 pub mod transport;
+pub mod work;
 
 pub use error::BotError;
 pub use report::{Outcome, Report};

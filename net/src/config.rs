@@ -131,6 +131,8 @@ pub struct WorkConfig {
     pub max_buckets_per_request: u32,
     /// Lease length without a heartbeat or result; then unfinished items return to the pool.
     pub lease_seconds: u64,
+    /// Client registrations accepted per source address per minute (429 beyond); 0 = unlimited.
+    pub registrations_per_minute_per_source: u32,
 }
 
 /// `[market]`: BTC orders and the price feed.
@@ -315,6 +317,8 @@ impl Default for WorkConfig {
             bucket_size: 180,
             max_buckets_per_request: 10,
             lease_seconds: 7200,
+            registrations_per_minute_per_source: switchyard_engine::work::WorkConfig::default()
+                .registrations_per_minute_per_source,
         }
     }
 }
@@ -578,6 +582,13 @@ impl ServerConfig {
             password_hash_memory_kib: self.auth.password_hash_memory_kib,
             password_hash_iterations: self.auth.password_hash_iterations,
             ..switchyard_engine::social::SocialConfig::default()
+        };
+        engine.work = switchyard_engine::work::WorkConfig {
+            bucket_size: self.work.bucket_size as usize,
+            max_buckets_per_request: self.work.max_buckets_per_request as usize,
+            lease_seconds: self.work.lease_seconds,
+            registrations_per_minute_per_source: self.work.registrations_per_minute_per_source,
+            ..switchyard_engine::work::WorkConfig::default()
         };
         engine
     }

@@ -105,7 +105,9 @@ pub async fn run(
                 }
             }
             accepted = accept(&listener, &connection_limit) => match accepted {
-                Ok((stream, permit)) => serve_connection(&app, &builder, &graceful, stream, permit),
+                Ok((stream, peer, permit)) => {
+                    serve_connection(&app, &builder, &graceful, stream, peer, permit)
+                }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; retrying");
                     tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)).await;
@@ -189,19 +191,24 @@ fn open_engine(config: EngineConfig) -> oneshot::Receiver<Result<Engine, EngineE
     receiver
 }
 
+/// The connection's peer address, put in each request's extensions (read it with
+/// [`Ctx::peer_ip`](crate::routes::Ctx::peer_ip)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// Waits for a connection permit, then for a connection. Cancel-safe: dropping it gives nothing
 /// away (an unused permit returns to the semaphore; `accept` is cancel-safe).
 async fn accept(
     listener: &TcpListener,
     connection_limit: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, OwnedSemaphorePermit)> {
+) -> std::io::Result<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
     let permit = connection_limit
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| std::io::Error::other("connection semaphore closed"))?;
-    let (stream, _peer) = listener.accept().await?;
-    Ok((stream, permit))
+    let (stream, peer) = listener.accept().await?;
+    Ok((stream, peer, permit))
 }
 
 fn serve_connection(
@@ -209,6 +216,7 @@ fn serve_connection(
     builder: &http1::Builder,
     graceful: &GracefulShutdown,
     stream: TcpStream,
+    peer: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {
     // Responses are written whole; Nagle would only delay them behind the client's ACK.
@@ -236,7 +244,8 @@ fn serve_connection(
                             return;
                         }
                     };
-                    let service = service_fn(move |request| {
+                    let service = service_fn(move |mut request: hyper::Request<_>| {
+                        request.extensions_mut().insert(PeerAddr(peer));
                         let app = service_app.clone();
                         async move { Ok::<_, Infallible>(app.handle(request).await) }
                     });
@@ -257,7 +266,8 @@ fn serve_connection(
         return;
     }
     let service_app = app.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |mut request: hyper::Request<_>| {
+        request.extensions_mut().insert(PeerAddr(peer));
         let app = service_app.clone();
         async move { Ok::<_, Infallible>(app.handle(request).await) }
     });

@@ -126,7 +126,8 @@ impl HttpTransport {
     }
 
     /// Sends one request; returns the status and body of any answer (error statuses included).
-    async fn send(
+    /// Public for scenarios that speak routes outside [`Transport`] (`work`).
+    pub async fn send(
         &self,
         method: Method,
         path: &str,

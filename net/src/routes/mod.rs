@@ -24,6 +24,7 @@
 mod demo;
 mod service;
 mod social;
+mod work;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +96,7 @@ pub fn table(config: &ServerConfig) -> Vec<Route> {
     routes.extend(service::routes());
     routes.extend(demo::routes());
     routes.extend(social::routes());
+    routes.extend(work::routes());
     // Compatibility sets mount only when enabled, e.g.:
     // if config.compat.social { routes.extend(compat_social::routes()); }
     let _ = config;
@@ -330,6 +332,14 @@ impl Ctx {
     /// The query string, for `optional_*` accessors, `page()` and `finish()`.
     pub fn query(&self) -> Result<Query, ApiError> {
         Query::parse(self.head.uri.query())
+    }
+
+    /// The IP address of the connection's peer, when the server recorded it.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.head
+            .extensions
+            .get::<crate::server::PeerAddr>()
+            .map(|peer| peer.0.ip())
     }
 
     /// A request header as text, if present and visible ASCII.

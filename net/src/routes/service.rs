@@ -41,6 +41,12 @@ async fn metrics(ctx: Ctx) -> HandlerResult {
     ctx.app.adapters.render_metrics(&mut out);
     if let Some(engine) = ctx.app.engine() {
         engine.render_metrics(&mut out);
+        // The work pool's totals; a pool that cannot answer now (overloaded, stopping) only
+        // leaves them out of this scrape.
+        match engine.work().stats().await {
+            Ok(stats) => stats.render_prometheus(&mut out),
+            Err(error) => tracing::debug!(%error, "work stats unavailable for /metrics"),
+        }
     }
     Ok(http::with_body(
         StatusCode::OK,
