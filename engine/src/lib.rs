@@ -54,6 +54,14 @@ pub use config::{Durability, EngineConfig};
 pub use error::{Error, Result};
 pub use runtime::CheckpointReport;
 
+/// A page of a keyset-paginated list (every domain's lists): `next` is the key to continue
+/// after, if any. A page costs the same wherever it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<u64>,
+}
+
 use runtime::{
     checkpoint, recovery::Replay, timers::Timers, tracker::Tracker, Directories, Shared,
 };
@@ -79,9 +87,22 @@ pub struct RecoveryInfo {
     pub elapsed_ms: u64,
 }
 
+/// The stop flag of the background threads (checkpointer, timers).
 struct Background {
     stop: Mutex<bool>,
     wake: Condvar,
+}
+
+impl Background {
+    /// Sleeps for `interval` or until stop is requested; true when the thread should stop.
+    fn sleep(&self, interval: Duration) -> bool {
+        let stop = self.stop.lock().expect("stop lock");
+        let (stop, _) = self
+            .wake
+            .wait_timeout_while(stop, interval, |stop| !*stop)
+            .expect("stop lock");
+        *stop
+    }
 }
 
 struct Inner {
@@ -417,15 +438,8 @@ fn spawn_checkpointer(
     std::thread::Builder::new()
         .name("switchyard-checkpointer".into())
         .spawn(move || loop {
-            {
-                let stop = background.stop.lock().expect("stop lock");
-                let (stop, _) = background
-                    .wake
-                    .wait_timeout_while(stop, interval, |stop| !*stop)
-                    .expect("stop lock");
-                if *stop {
-                    return;
-                }
+            if background.sleep(interval) {
+                return;
             }
             let _pass = pass_lock.lock().expect("pass lock not poisoned");
             if let Err(error) = checkpoint::run_pass(&shared) {
@@ -445,15 +459,8 @@ fn spawn_timer_thread(shared: Arc<Shared>, background: Arc<Background>) -> Resul
     std::thread::Builder::new()
         .name("switchyard-timers".into())
         .spawn(move || loop {
-            {
-                let stop = background.stop.lock().expect("stop lock");
-                let (stop, _) = background
-                    .wake
-                    .wait_timeout_while(stop, interval, |stop| !*stop)
-                    .expect("stop lock");
-                if *stop {
-                    return;
-                }
+            if background.sleep(interval) {
+                return;
             }
             let due = shared
                 .timers

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{raw, Response, Server};
+use common::{try_call, Server};
 use serde_json::{json, Value};
 
 const CYCLE_COUNT: usize = 3;
@@ -28,24 +28,6 @@ const ARGS: [&str; 6] = [
     "--admin-token",
     "admin-secret",
 ];
-
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> std::io::Result<Response> {
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    raw(addr, request.as_bytes())
-}
 
 /// What the writers were told durably, plus what was in flight when the server died.
 #[derive(Default)]
@@ -88,7 +70,7 @@ fn writer(
     while Instant::now() < stop_at {
         if rng.below(3) == 0 {
             let text = format!("post by {} #{}", me.id, rng.next());
-            match call(
+            match try_call(
                 addr,
                 "POST",
                 "/api/v1/posts",
@@ -129,7 +111,7 @@ fn writer(
             .copied()
             .unwrap_or(false);
         let method = if currently { "DELETE" } else { "POST" };
-        match call(
+        match try_call(
             addr,
             method,
             &format!("/api/v1/posts/{post}/likes"),
@@ -158,7 +140,7 @@ fn writer(
 
 fn verify(addr: SocketAddr, ledger: &mut Ledger) {
     for (id, (author, text)) in &ledger.posts {
-        let response = call(addr, "GET", &format!("/api/v1/posts/{id}"), None, None).unwrap();
+        let response = try_call(addr, "GET", &format!("/api/v1/posts/{id}"), None, None).unwrap();
         assert_eq!(
             response.status,
             200,
@@ -174,7 +156,7 @@ fn verify(addr: SocketAddr, ledger: &mut Ledger) {
         by_post.entry(*post).or_default().push((*liker, *liked));
     }
     for (post, expected) in by_post {
-        let records = call(
+        let records = try_call(
             addr,
             "GET",
             &format!("/api/v1/posts/{post}/likes?limit=500"),
@@ -205,7 +187,7 @@ fn verify(addr: SocketAddr, ledger: &mut Ledger) {
             );
         }
     }
-    let check = call(
+    let check = try_call(
         addr,
         "GET",
         "/api/v1/admin/social/check",
@@ -222,7 +204,7 @@ fn verify(addr: SocketAddr, ledger: &mut Ledger) {
     // Resolve the uncertain pairs to what the server now says, for the next cycle.
     let uncertain: Vec<((u64, u64), bool)> = ledger.uncertain.drain().collect();
     for ((liker, post), _) in uncertain {
-        let records = call(
+        let records = try_call(
             addr,
             "GET",
             &format!("/api/v1/posts/{post}/likes?limit=500"),
@@ -252,9 +234,11 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
         .map(|i| {
             let email = format!("writer{i}@example.com");
             let body = json!({"email": email, "password": "password123"}).to_string();
-            let created = call(server.addr, "POST", "/api/v1/users", None, Some(&body)).unwrap();
+            let created =
+                try_call(server.addr, "POST", "/api/v1/users", None, Some(&body)).unwrap();
             assert_eq!(created.status, 201, "{}", created.text());
-            let login = call(server.addr, "POST", "/api/v1/auth/login", None, Some(&body)).unwrap();
+            let login =
+                try_call(server.addr, "POST", "/api/v1/auth/login", None, Some(&body)).unwrap();
             Arc::new(User {
                 id: created.json()["id"].as_u64().unwrap(),
                 token: login.json()["access_token"].as_str().unwrap().to_string(),

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{raw, Response, Server};
+use common::{call, Response, Server};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret";
@@ -18,24 +18,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let server = Server::start(dir, &args);
     server.wait_ready();
     server
-}
-
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Response {
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 fn ok(response: Response, status: u16) -> Value {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{raw, Response, Server};
+use common::{call, Response, Server};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret";
@@ -21,25 +21,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let server = Server::start(dir, &args);
     server.wait_ready();
     server
-}
-
-/// One request with an optional bearer token, on a fresh connection.
-fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Response {
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// Asserts the status and, for errors, the API.md error code.

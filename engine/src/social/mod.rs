@@ -153,12 +153,7 @@ pub struct SocialStats {
     pub posts_with_zero_likes: u64,
 }
 
-/// A page of a keyset-paginated list: `next` is the key to continue after, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<u64>,
-}
+pub use crate::Page;
 
 /// Ground rules and costs of the social workload.
 #[derive(Debug, Clone)]

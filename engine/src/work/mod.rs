@@ -483,12 +483,7 @@ pub struct DeadBucketView {
     pub dead_at_ms: Millis,
 }
 
-/// A page of a keyset-paginated list: `next` is the cursor to continue after, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<u64>,
-}
+pub use crate::Page;
 
 /// A client token's stored form.
 pub type TokenHash = [u8; 32];

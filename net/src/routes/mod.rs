@@ -90,6 +90,39 @@ impl Route {
     }
 }
 
+/// Cursors are the last key of the previous page in hex, prefixed so they are visibly opaque.
+pub(crate) fn encode_cursor(next: Option<u64>) -> serde_json::Value {
+    match next {
+        Some(key) => serde_json::Value::String(format!("c{key:x}")),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The key a cursor from [`encode_cursor`] names; anything else is 400 `invalid_field`.
+pub(crate) fn decode_cursor(cursor: Option<String>) -> Result<Option<u64>, ApiError> {
+    cursor
+        .map(|cursor| {
+            cursor
+                .strip_prefix('c')
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("cursor", "is not a cursor this list issued")
+                })
+        })
+        .transpose()
+}
+
+/// API.md's list shape: `{"items": [...], "next_cursor": "..." | null}`.
+pub(crate) fn page_json<T>(
+    page: switchyard_engine::Page<T>,
+    item: impl Fn(&T) -> serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "items": page.items.iter().map(item).collect::<Vec<_>>(),
+        "next_cursor": encode_cursor(page.next),
+    })
+}
+
 /// Every route the server serves with this configuration. Add a domain here.
 pub fn table(config: &ServerConfig) -> Vec<Route> {
     let mut routes = Vec::new();

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use switchyard_engine::clock::rfc3339;
 use switchyard_engine::social::{self, LikeView, Page, PostView, SignUp, UserView};
 
-use super::{Ctx, HandlerResult, Route};
+use super::{decode_cursor, page_json, Ctx, HandlerResult, Route};
 use crate::error::ApiError;
 use crate::http;
 
@@ -54,34 +54,6 @@ pub fn routes() -> Vec<Route> {
             Box::pin(check_invariants(ctx))
         }),
     ]
-}
-
-/// Cursors are the last key of the previous page in hex, prefixed so they are visibly opaque.
-fn encode_cursor(next: Option<u64>) -> Value {
-    match next {
-        Some(key) => Value::String(format!("c{key:x}")),
-        None => Value::Null,
-    }
-}
-
-fn decode_cursor(cursor: Option<String>) -> Result<Option<u64>, ApiError> {
-    cursor
-        .map(|cursor| {
-            cursor
-                .strip_prefix('c')
-                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_field("cursor", "is not a cursor this list issued")
-                })
-        })
-        .transpose()
-}
-
-fn page_json<T>(page: Page<T>, item: impl Fn(&T) -> Value) -> Value {
-    json!({
-        "items": page.items.iter().map(item).collect::<Vec<_>>(),
-        "next_cursor": encode_cursor(page.next),
-    })
 }
 
 pub(crate) fn user_json(user: &UserView, show_email: bool) -> Value {

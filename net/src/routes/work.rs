@@ -13,11 +13,11 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 use switchyard_engine::clock::rfc3339;
 use switchyard_engine::work::{
-    BucketView, DeadBucketView, ItemResult, ItemState, ItemView, NewItem, Outcome, Page,
-    Registration, Report,
+    BucketView, DeadBucketView, ItemResult, ItemState, ItemView, NewItem, Outcome, Registration,
+    Report,
 };
 
-use super::{Ctx, HandlerResult, Route};
+use super::{decode_cursor, page_json, Ctx, HandlerResult, Route};
 use crate::error::ApiError;
 use crate::http::{self, Fields};
 
@@ -57,35 +57,6 @@ pub fn routes() -> Vec<Route> {
             Box::pin(dead_letters(ctx))
         }),
     ]
-}
-
-/// Cursors are the last position of the previous page in hex, prefixed so they are visibly
-/// opaque (as in social).
-fn encode_cursor(next: Option<u64>) -> Value {
-    match next {
-        Some(position) => Value::String(format!("c{position:x}")),
-        None => Value::Null,
-    }
-}
-
-fn decode_cursor(cursor: Option<String>) -> Result<Option<u64>, ApiError> {
-    cursor
-        .map(|cursor| {
-            cursor
-                .strip_prefix('c')
-                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_field("cursor", "is not a cursor this list issued")
-                })
-        })
-        .transpose()
-}
-
-fn page_json<T>(page: Page<T>, item: impl Fn(&T) -> Value) -> Value {
-    json!({
-        "items": page.items.iter().map(item).collect::<Vec<_>>(),
-        "next_cursor": encode_cursor(page.next),
-    })
 }
 
 pub(crate) fn item_json(item: &ItemView) -> Value {

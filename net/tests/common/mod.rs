@@ -223,6 +223,36 @@ pub fn try_request(
     connection.send(method, path, body, false)
 }
 
+/// One request with an optional bearer token on a fresh connection (`Connection: close`).
+pub fn try_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
+    let body = body.unwrap_or("");
+    let auth = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    raw(addr, request.as_bytes())
+}
+
+/// [`try_call`] that panics on an IO error.
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Response {
+    try_call(addr, method, path, token, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
 /// Sends raw bytes on a fresh connection and reads one response.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
     let mut connection = Connection::open(addr)?;
