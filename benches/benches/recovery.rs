@@ -33,24 +33,31 @@ fn prepare() -> tempfile::TempDir {
         .enable_all()
         .build()
         .unwrap();
+    // Acknowledged adds (batch durability acknowledges at once), 64 in flight, so the log holds
+    // exactly EVENTS records: a one-way send that met a full WAL queue would vanish silently.
     runtime.block_on(async {
-        let mut written = 0;
-        while written < EVENTS {
-            let chunk = (EVENTS - written).min(10_000);
-            for i in 0..chunk {
-                loop {
-                    match engine.counters().add_one_way((written + i) % COUNTERS, 1) {
-                        Ok(()) => break,
-                        Err(_) => tokio::task::yield_now().await,
+        let tasks: Vec<_> = (0..64u64)
+            .map(|task| {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    let mut i = task;
+                    while i < EVENTS {
+                        loop {
+                            match engine.counters().add(i % COUNTERS, 1, None).await {
+                                Ok(_) => break,
+                                Err(switchyard_engine::Error::Overloaded(_)) => {
+                                    tokio::task::yield_now().await
+                                }
+                                Err(error) => panic!("{error}"),
+                            }
+                        }
+                        i += 64;
                     }
-                }
-            }
-            // Wait for the chunk so the queues stay bounded.
-            engine.counters().get(0).await.unwrap();
-            written += chunk;
-        }
-        for id in 0..COUNTERS {
-            engine.counters().get(id).await.unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
         }
     });
     drop(engine);
