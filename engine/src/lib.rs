@@ -12,20 +12,36 @@
 //! - [`demo`]: a counter domain that exercises the runtime.
 //!
 //! # Example
+//! Open an engine on a temporary directory, sign two users up, post, like, read the counters;
+//! every call returns once its change is durable, and a reopened engine has it all.
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchyard_engine::social::SignUp;
 //! use switchyard_engine::{Engine, EngineConfig};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let engine = Engine::open(EngineConfig::for_tests(dir.path()))?;
-//! let counter = engine.counters().add(7, 5, None).await?; // durable when it returns
-//! assert_eq!(counter.value, 5);
+//! let social = engine.social();
+//! let sign_up = |email: &str| SignUp {
+//!     email: email.into(),
+//!     password: "correct horse battery".into(),
+//!     full_name: None,
+//!     enrichment: None,
+//! };
+//! let ann = social.sign_up(sign_up("ann@example.com")).await?;
+//! let bob = social.sign_up(sign_up("bob@example.com")).await?;
+//! let post = social.create_post(ann.id, "hello".into()).await?;
+//! let liked = social.like(bob.id, post.id).await?; // durable when it returns
+//! assert_eq!(liked.likes, 1);
+//! assert_eq!(social.user(bob.id).await?.likes_given, 1);
+//! assert!(social.check().await?.is_empty()); // every counter matches the records
 //! engine.shutdown()?;
 //! drop(engine); // releases the data-dir lock
 //!
 //! let engine = Engine::open(EngineConfig::for_tests(dir.path()))?;
-//! assert_eq!(engine.counters().get(7).await?.value, 5);
+//! assert_eq!(engine.social().post(post.id).await?.likes, 1);
+//! assert_eq!(engine.social().user(ann.id).await?.posts_count, 1);
 //! # engine.shutdown()?;
 //! # Ok(())
 //! # }
