@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{try_call, Server};
+use common::{try_call, Server, FAST_HASH};
 use serde_json::{json, Value};
 
 const CYCLE_COUNT: usize = 3;
@@ -20,14 +20,7 @@ const SOAK_CYCLE_COUNT: usize = 100;
 const WRITER_COUNT: usize = 8;
 const KILL_DELAY_MS_MIN: u64 = 150;
 const KILL_DELAY_MS_MAX: u64 = 900;
-const ARGS: [&str; 6] = [
-    "--set",
-    "auth.password_hash_memory_kib=64",
-    "--set",
-    "auth.password_hash_iterations=1",
-    "--admin-token",
-    "admin-secret",
-];
+const ADMIN_ARGS: [&str; 2] = ["--admin-token", "admin-secret"];
 
 /// What the writers were told durably, plus what was in flight when the server died.
 #[derive(Default)]
@@ -228,7 +221,8 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
         CYCLE_COUNT
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &ARGS);
+    let args: Vec<&str> = FAST_HASH.iter().chain(&ADMIN_ARGS).copied().collect();
+    let mut server = Server::start(dir.path(), &args);
     server.wait_ready();
     let users: Vec<Arc<User>> = (0..WRITER_COUNT)
         .map(|i| {
@@ -264,7 +258,7 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
         for thread in threads {
             thread.join().unwrap();
         }
-        server = Server::start(dir.path(), &ARGS);
+        server = Server::start(dir.path(), &args);
         server.wait_ready();
         let mut ledger = ledger.lock().unwrap();
         verify(server.addr, &mut ledger);

@@ -11,16 +11,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{call, Response, Server};
+use common::{call, check, Server, FAST_HASH};
 use serde_json::{json, Value};
-
-/// Cheap argon2 so sign-ups do not dominate the test time.
-const FAST_HASH: [&str; 4] = [
-    "--set",
-    "auth.password_hash_memory_kib=64",
-    "--set",
-    "auth.password_hash_iterations=1",
-];
 
 fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut args: Vec<&str> = FAST_HASH.to_vec();
@@ -29,19 +21,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let server = Server::start(dir, &args);
     server.wait_ready();
     server
-}
-
-/// Asserts the status and, for errors, the API.md error code.
-fn check(response: &Response, status: u16, code: Option<&str>) {
-    assert_eq!(response.status, status, "body: {}", response.text());
-    if let Some(code) = code {
-        assert_eq!(
-            response.json()["error"]["code"],
-            code,
-            "body: {}",
-            response.text()
-        );
-    }
 }
 
 fn sign_up(addr: SocketAddr, email: &str) -> u64 {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{call, Response, Server};
+use common::{call, check, Server};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret";
@@ -21,19 +21,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
     let server = Server::start(dir, &args);
     server.wait_ready();
     server
-}
-
-/// Asserts the status and, for errors, the API.md error code.
-fn check(response: &Response, status: u16, code: Option<&str>) {
-    assert_eq!(response.status, status, "body: {}", response.text());
-    if let Some(code) = code {
-        assert_eq!(
-            response.json()["error"]["code"],
-            code,
-            "body: {}",
-            response.text()
-        );
-    }
 }
 
 fn add_items(addr: SocketAddr, keys: impl IntoIterator<Item = String>) -> Value {

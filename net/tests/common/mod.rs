@@ -223,6 +223,27 @@ pub fn try_request(
     connection.send(method, path, body, false)
 }
 
+/// Server arguments that make argon2 cheap, so sign-ups do not dominate test time.
+pub const FAST_HASH: [&str; 4] = [
+    "--set",
+    "auth.password_hash_memory_kib=64",
+    "--set",
+    "auth.password_hash_iterations=1",
+];
+
+/// Asserts the status and, for errors, the API.md error code.
+pub fn check(response: &Response, status: u16, code: Option<&str>) {
+    assert_eq!(response.status, status, "body: {}", response.text());
+    if let Some(code) = code {
+        assert_eq!(
+            response.json()["error"]["code"],
+            code,
+            "body: {}",
+            response.text()
+        );
+    }
+}
+
 /// One request with an optional bearer token on a fresh connection (`Connection: close`).
 pub fn try_call(
     addr: SocketAddr,
