@@ -134,6 +134,7 @@ struct Inner {
     recovery: RecoveryInfo,
     post_ids: social::PostIds,
     authors: social::AuthorCache,
+    like_gate: social::LikeGate,
     // Field order is drop order: the lock goes after `shared` (and so sled).
     _lock: DirLock,
 }
@@ -227,6 +228,7 @@ impl Engine {
                 recovery,
                 post_ids,
                 authors,
+                like_gate: social::LikeGate::new(),
                 _lock: lock,
             }),
         })
@@ -258,6 +260,7 @@ impl Engine {
             shared: &self.inner.shared,
             post_ids: &self.inner.post_ids,
             authors: &self.inner.authors,
+            like_gate: &self.inner.like_gate,
             config: &self.inner.shared.config.social,
         }
     }

@@ -346,3 +346,47 @@ async fn ground_rules_limit_posts_and_likes() {
     social.like(b, second).await.unwrap();
     assert!(social.check().await.unwrap().is_empty());
 }
+
+/// One user's concurrent likes of posts by many authors (so on many actors and shards) cannot
+/// overshoot `limits.max_likes_per_user`: exactly `max` succeed, the rest are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_like_limit_is_exact_under_one_users_concurrent_likes() {
+    const MAX: u64 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.social = SocialConfig {
+        max_likes_per_user: Some(MAX),
+        ..SocialConfig::for_tests()
+    };
+    let engine = Engine::open(config).unwrap();
+    let social = engine.social();
+    let liker = social
+        .sign_up(sign_up("liker@example.com"))
+        .await
+        .unwrap()
+        .id;
+    let mut posts = Vec::new();
+    for n in 0..24 {
+        let author = social
+            .sign_up(sign_up(&format!("author{n}@example.com")))
+            .await
+            .unwrap()
+            .id;
+        posts.push(social.create_post(author, "p".into()).await.unwrap().id);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for post in posts {
+        let engine = engine.clone();
+        tasks.spawn(async move { engine.social().like(liker, post).await });
+    }
+    let outcomes = tasks.join_all().await;
+    let ok = outcomes.iter().filter(|outcome| outcome.is_ok()).count() as u64;
+    for outcome in outcomes {
+        if let Err(error) = outcome {
+            assert_eq!(code(error), "like_limit_reached");
+        }
+    }
+    assert_eq!(ok, MAX);
+    assert_eq!(social.user(liker).await.unwrap().likes_given, MAX);
+    assert!(social.check().await.unwrap().is_empty());
+}

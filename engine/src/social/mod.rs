@@ -218,6 +218,31 @@ impl PostIds {
     }
 }
 
+/// One turn at a time per liker for likes under `limits.max_likes_per_user` (striped: two
+/// likers may share a stripe and wait for each other, which costs time, never correctness).
+/// Unlikes do not take a turn: one that overlaps a like can only make the count read high.
+pub(crate) struct LikeGate {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl LikeGate {
+    const STRIPES: usize = 256;
+
+    pub fn new() -> Self {
+        LikeGate {
+            stripes: (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    async fn enter(&self, user_id: u64) -> tokio::sync::MutexGuard<'_, ()> {
+        self.stripes[(user_id % Self::STRIPES as u64) as usize]
+            .lock()
+            .await
+    }
+}
+
 /// post → author, in front of the PostIndex, so a like or a read of a post does not pay a round
 /// trip to the index actor. Sound because a post's author never changes and posts are never
 /// removed; an entry is added only from a durable answer (a created post, an index lookup).
@@ -399,6 +424,7 @@ pub struct Social<'a> {
     pub(crate) shared: &'a Arc<Shared>,
     pub(crate) post_ids: &'a PostIds,
     pub(crate) authors: &'a AuthorCache,
+    pub(crate) like_gate: &'a LikeGate,
     pub(crate) config: &'a SocialConfig,
 }
 
@@ -580,7 +606,8 @@ impl Social<'_> {
         })
     }
 
-    /// `user_id` likes `post_id`.
+    /// `user_id` likes `post_id`. With `limits.max_likes_per_user` set, one user's likes run one
+    /// at a time (see [`LikeGate`]), so the limit is exact under that user's concurrent likes.
     pub async fn like(&self, user_id: u64, post_id: u64) -> Result<LikeOutcome> {
         self.set_like(user_id, post_id, true).await
     }
@@ -593,10 +620,15 @@ impl Social<'_> {
     async fn set_like(&self, user_id: u64, post_id: u64, on: bool) -> Result<LikeOutcome> {
         let author_id = self.author_of(post_id).await?;
         // The ground rule is checked against the liker's count read just before; the author
-        // applies it after its own checks, so a repeated like is still `already_liked`.
-        let limit_reached = match (on, self.config.max_likes_per_user) {
-            (true, Some(max)) => self.user(user_id).await?.likes_given >= max,
-            _ => false,
+        // applies it after its own checks, so a repeated like is still `already_liked`. The
+        // gate makes read-then-decide atomic per liker: the author's "like given" event reaches
+        // the liker's mailbox before the author answers, so the next holder reads it.
+        let (_turn, limit_reached) = match (on, self.config.max_likes_per_user) {
+            (true, Some(max)) => {
+                let turn = self.like_gate.enter(user_id).await;
+                (Some(turn), self.user(user_id).await?.likes_given >= max)
+            }
+            _ => (None, false),
         };
         self.shared
             .ask::<user::User>(
