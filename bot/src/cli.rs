@@ -3,7 +3,8 @@
 //! the default), and [`main`], which runs a subcommand and turns its outcome into the exit code.
 //!
 //! Subcommands: `social` (the simulation), `load` (the load generator) and `work` (simulated
-//! work clients, [`crate::work`]).
+//! work clients, [`crate::work`]); `social` and `work` run over HTTP (`--url`) or against an
+//! engine opened in-process (`--embedded --data-dir`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use crate::report::{Outcome, Report};
 use crate::rng::seed_from_time;
 use crate::social::{self, SocialOptions};
 use crate::transport::{EmbeddedTransport, HttpTransport};
-use crate::work::{self, WorkOptions};
+use crate::work::{self, HttpWork, WorkOptions};
 
 /// The exit codes, as printed by `--help` (and in bot/README.md).
 pub const EXIT_CODES: &str = "\
@@ -70,7 +71,7 @@ connection), logs them in and has each create --setup-posts posts.";
 )]
 pub struct Cli {
     /// TOML file with defaults: top-level keys (seed, url, report, progress, timeout_ms) and
-    /// [social] / [load] sections with the flags' names in snake_case. Flags win.
+    /// [social] / [load] / [work] sections with the flags' names in snake_case. Flags win.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -92,19 +93,34 @@ pub enum Command {
 }
 
 const WORK_ABOUT: &str = "\
-Add --items items (admin token: --admin-token or SWITCHYARD_ADMIN_TOKEN), then run --clients
-simulated work clients against --url: each registers, leases up to --max-buckets buckets and
-reports a result for every item; with --crash-percent chance per bucket it reports only half,
-stops heartbeating and comes back under a new registration (the server reclaims the lease after
-work.lease_seconds, so run the server with a short lease). At the end every item must be done with
-exactly one result and acknowledged exactly once; exit code 2 otherwise. The top-level seed, url
-and timeout_ms of --config apply.";
+Simulated work clients, against a server (--url) or an embedded engine (--embedded --data-dir).
+
+add: --items items with keys bot-<seed>-<n> (over HTTP with the admin token: --admin-token or
+SWITCHYARD_ADMIN_TOKEN), in chunks of up to 18000 per request. A key that already exists (an
+earlier run with the same seed) stops the run.
+drain: --clients simulated clients, each on its own task, register, lease up to --max-buckets
+buckets and report a result for every item; with --crash-percent chance per bucket a client
+reports only half, stops and comes back under a new registration. The abandoned lease expires
+after work.lease_seconds: run the server with a short lease (--set work.lease_seconds=1), or give
+--lease-seconds to an embedded run. With --crash-percent 0 the drain is a pure throughput run.
+check: every item must be done with exactly one result and acknowledged exactly once; exit code 2
+otherwise.
+
+The report gives the add rate, the drain time, leases/s (buckets leased per second of drain) and
+results/s (items reported per second of drain). Keys of the --config file: the top level and a
+[work] section with the flags' names in snake_case.";
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct WorkArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// The server's admin token (adds the items) [default: $SWITCHYARD_ADMIN_TOKEN].
+    /// Run against an engine opened in this process (needs --data-dir) instead of --url.
+    #[arg(long)]
+    pub embedded: bool,
+    /// The embedded engine's data directory (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's admin token (adds the items; HTTP only) [default: $SWITCHYARD_ADMIN_TOKEN].
     #[arg(long)]
     pub admin_token: Option<String>,
     /// Simulated clients, one task each [default: 8].
@@ -116,57 +132,201 @@ pub struct WorkArgs {
     /// Buckets per lease request [default: 1].
     #[arg(long)]
     pub max_buckets: Option<usize>,
-    /// Chance in percent that a client crashes mid-bucket [default: 10].
+    /// Chance in percent that a client crashes mid-bucket; 0 = a pure throughput run
+    /// [default: 10].
     #[arg(long)]
     pub crash_percent: Option<u64>,
     /// The whole run must finish within this many seconds [default: 300].
     #[arg(long)]
     pub deadline_seconds: Option<u64>,
+    /// Embedded only: the engine's work.lease_seconds, after which a crashed client's lease
+    /// expires [default: 5]. A server's lease is its own (--set work.lease_seconds=N).
+    #[arg(long)]
+    pub lease_seconds: Option<u64>,
+    /// Embedded only: the engine's work.bucket_size, items per bucket [default: the engine's,
+    /// 180].
+    #[arg(long)]
+    pub bucket_size: Option<usize>,
+    /// Embedded only: the engine's work.max_expiries, after which a bucket is dead-lettered
+    /// [default: the engine's, 5].
+    #[arg(long)]
+    pub max_expiries: Option<u32>,
 }
 
-/// Merges flags, the file's top level and defaults for `work`.
-pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkOptions, String> {
+/// Where a work run goes.
+#[derive(Debug, Clone)]
+pub enum WorkTarget {
+    Http {
+        url: String,
+        admin_token: String,
+    },
+    Embedded {
+        data_dir: PathBuf,
+        lease_seconds: u64,
+        bucket_size: Option<usize>,
+        max_expiries: Option<u32>,
+    },
+}
+
+/// A work run, fully resolved.
+#[derive(Debug, Clone)]
+pub struct WorkPlan {
+    pub target: WorkTarget,
+    pub options: WorkOptions,
+    /// Per-request timeout (HTTP).
+    pub timeout: Duration,
+    pub report: Option<PathBuf>,
+}
+
+/// `--lease-seconds` of an embedded run when neither the flag nor the file gives one.
+const EMBEDDED_LEASE_SECONDS: u64 = 5;
+
+/// Merges flags, the file and defaults for `work`.
+pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, String> {
     let file = read_file_config(config)?;
+    let section = &file.work;
     let common = &args.common;
     let url = common
         .url
         .clone()
-        .or(file.url.clone())
-        .ok_or("work needs --url URL (a running server)")?;
-    let admin_token = args
-        .admin_token
-        .clone()
-        .or_else(|| std::env::var("SWITCHYARD_ADMIN_TOKEN").ok())
-        .filter(|token| !token.is_empty())
-        .ok_or("work needs --admin-token (or SWITCHYARD_ADMIN_TOKEN) to add items")?;
-    let crash_percent = args.crash_percent.unwrap_or(10);
+        .or(section.url.clone())
+        .or(file.url.clone());
+    let embedded = args.embedded || section.embedded.unwrap_or(false);
+    let data_dir = args.data_dir.clone().or(section.data_dir.clone());
+    let lease_seconds = args.lease_seconds.or(section.lease_seconds);
+    let bucket_size = args.bucket_size.or(section.bucket_size);
+    let max_expiries = args.max_expiries.or(section.max_expiries);
+    let target = match (embedded, url, data_dir) {
+        (true, None, Some(data_dir)) => WorkTarget::Embedded {
+            data_dir,
+            lease_seconds: positive(
+                "lease-seconds",
+                lease_seconds.unwrap_or(EMBEDDED_LEASE_SECONDS),
+            )?,
+            bucket_size: bucket_size
+                .map(|size| positive("bucket-size", size))
+                .transpose()?,
+            max_expiries: max_expiries
+                .map(|count| positive("max-expiries", count))
+                .transpose()?,
+        },
+        (true, None, None) => return Err("--embedded needs --data-dir DIR".into()),
+        (true, Some(_), _) => return Err("give either --url or --embedded, not both".into()),
+        (false, Some(url), _) => {
+            if lease_seconds.is_some() || bucket_size.is_some() || max_expiries.is_some() {
+                return Err(
+                    "--lease-seconds, --bucket-size and --max-expiries configure the \
+                            embedded engine; a server has its own (--set work.lease_seconds=N)"
+                        .into(),
+                );
+            }
+            let admin_token = args
+                .admin_token
+                .clone()
+                .or_else(|| std::env::var("SWITCHYARD_ADMIN_TOKEN").ok())
+                .filter(|token| !token.is_empty())
+                .ok_or(
+                    "work over --url needs --admin-token (or SWITCHYARD_ADMIN_TOKEN) to add items",
+                )?;
+            WorkTarget::Http { url, admin_token }
+        }
+        (false, None, _) => {
+            return Err("give --url URL (a running server) or --embedded --data-dir DIR".into())
+        }
+    };
+    let crash_percent = args.crash_percent.or(section.crash_percent).unwrap_or(10);
     if crash_percent > 100 {
         return Err(format!(
             "--crash-percent must be 0..=100, got {crash_percent}"
         ));
     }
-    let timeout_ms = common.timeout_ms.or(file.timeout_ms).unwrap_or(30_000);
-    Ok(WorkOptions {
-        url,
-        seed: common.seed.or(file.seed).unwrap_or_else(seed_from_time),
-        admin_token,
-        clients: positive("clients", args.clients.unwrap_or(8))?,
-        items: positive("items", args.items.unwrap_or(2000))?,
-        max_buckets: positive("max-buckets", args.max_buckets.unwrap_or(1))?,
+    let timeout_ms = common
+        .timeout_ms
+        .or(section.timeout_ms)
+        .or(file.timeout_ms)
+        .unwrap_or(30_000);
+    let options = WorkOptions {
+        seed: common
+            .seed
+            .or(section.seed)
+            .or(file.seed)
+            .unwrap_or_else(seed_from_time),
+        clients: positive("clients", args.clients.or(section.clients).unwrap_or(8))?,
+        items: positive("items", args.items.or(section.items).unwrap_or(2000))?,
+        max_buckets: positive(
+            "max-buckets",
+            args.max_buckets.or(section.max_buckets).unwrap_or(1),
+        )?,
         crash_percent,
-        timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
         deadline: Duration::from_secs(positive(
             "deadline-seconds",
-            args.deadline_seconds.unwrap_or(300),
+            args.deadline_seconds
+                .or(section.deadline_seconds)
+                .unwrap_or(300),
         )?),
+        progress: common
+            .progress
+            .or(section.progress)
+            .or(file.progress)
+            .unwrap_or_default(),
+    };
+    Ok(WorkPlan {
+        target,
+        options,
+        timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
+        report: common
+            .report
+            .clone()
+            .or(section.report.clone())
+            .or(file.report),
     })
 }
 
+/// Opens the plan's target, runs the work scenario on it and closes it (the embedded engine is
+/// shut down in order). Err: the target could not be opened or closed (exit code 1).
+pub async fn run_work(plan: &WorkPlan) -> Result<Report, String> {
+    let options = plan.options.clone();
+    match &plan.target {
+        WorkTarget::Http { url, admin_token } => {
+            let transport = HttpWork::new(url, options.clients, plan.timeout, admin_token.clone())
+                .map_err(|error| error.to_string())?;
+            Ok(work::run(Arc::new(transport), options).await)
+        }
+        WorkTarget::Embedded {
+            data_dir,
+            lease_seconds,
+            bucket_size,
+            max_expiries,
+        } => {
+            let mut config = EmbeddedTransport::config(data_dir, None, None);
+            config.work.lease_seconds = *lease_seconds;
+            if let Some(size) = bucket_size {
+                config.work.bucket_size = *size;
+            }
+            if let Some(count) = max_expiries {
+                config.work.max_expiries = *count;
+            }
+            let shown = data_dir.display().to_string();
+            let transport = tokio::task::spawn_blocking(move || EmbeddedTransport::open(config))
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| format!("opening the engine in {shown}: {error}"))?;
+            let transport = Arc::new(transport);
+            let report = work::run(transport.clone(), options).await;
+            tokio::task::spawn_blocking(move || transport.shutdown())
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| format!("shutting the engine down: {error}"))?;
+            Ok(report)
+        }
+    }
+}
+
 /// Runs a resolved work scenario on a new tokio runtime; returns the exit code.
-pub fn run_work_plan(options: WorkOptions, report: Option<PathBuf>) -> u8 {
+pub fn run_work_plan(plan: WorkPlan) -> u8 {
     println!(
         "seed {} (replay with --seed {})",
-        options.seed, options.seed
+        plan.options.seed, plan.options.seed
     );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -175,8 +335,14 @@ pub fn run_work_plan(options: WorkOptions, report: Option<PathBuf>) -> u8 {
         Ok(runtime) => runtime,
         Err(error) => return usage_error(&format!("starting the runtime: {error}")),
     };
-    let run = runtime.block_on(work::run(options));
-    conclude(&run, report.as_deref())
+    match runtime.block_on(run_work(&plan)) {
+        Ok(report) => conclude(&report, plan.report.as_deref()),
+        Err(message) => {
+            let code = usage_error(&message);
+            println!("replay with --seed {}", plan.options.seed);
+            code
+        }
+    }
 }
 
 /// Flags every subcommand has.
@@ -282,6 +448,8 @@ struct FileConfig {
     social: SocialFile,
     #[serde(default)]
     load: LoadFile,
+    #[serde(default)]
+    work: WorkFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +489,26 @@ struct LoadFile {
     threads: Option<usize>,
     setup_users: Option<usize>,
     setup_posts: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkFile {
+    seed: Option<u64>,
+    url: Option<String>,
+    report: Option<PathBuf>,
+    progress: Option<ProgressMode>,
+    timeout_ms: Option<u64>,
+    embedded: Option<bool>,
+    data_dir: Option<PathBuf>,
+    clients: Option<usize>,
+    items: Option<usize>,
+    max_buckets: Option<usize>,
+    crash_percent: Option<u64>,
+    deadline_seconds: Option<u64>,
+    lease_seconds: Option<u64>,
+    bucket_size: Option<usize>,
+    max_expiries: Option<u32>,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, String> {
@@ -564,7 +752,7 @@ where
             Err(message) => usage_error(&message),
         },
         Command::Work(args) => match resolve_work(args, cli.config.as_deref()) {
-            Ok(options) => run_work_plan(options, args.common.report.clone()),
+            Ok(plan) => run_work_plan(plan),
             Err(message) => usage_error(&message),
         },
     };
@@ -738,6 +926,72 @@ mod tests {
             .unwrap_err()
             .contains("--data-dir"));
         assert!(resolve_social(&SocialArgs::default(), None).is_err());
+    }
+
+    #[test]
+    fn work_targets_need_url_or_embedded_data_dir() {
+        let embedded = WorkArgs {
+            embedded: true,
+            ..WorkArgs::default()
+        };
+        assert!(resolve_work(&embedded, None)
+            .unwrap_err()
+            .contains("--data-dir"));
+        let both = WorkArgs {
+            embedded: true,
+            data_dir: Some("/tmp/x".into()),
+            common: CommonArgs {
+                url: Some("http://127.0.0.1:1".into()),
+                ..CommonArgs::default()
+            },
+            ..WorkArgs::default()
+        };
+        assert!(resolve_work(&both, None).unwrap_err().contains("not both"));
+        assert!(resolve_work(&WorkArgs::default(), None)
+            .unwrap_err()
+            .contains("--url"));
+        let cli = parse(&[
+            "work",
+            "--embedded",
+            "--data-dir",
+            "/tmp/x",
+            "--lease-seconds",
+            "1",
+            "--bucket-size",
+            "10",
+            "--crash-percent",
+            "0",
+        ]);
+        let Command::Work(args) = &cli.command else {
+            panic!("work")
+        };
+        let plan = resolve_work(args, None).unwrap();
+        assert!(matches!(
+            plan.target,
+            WorkTarget::Embedded {
+                lease_seconds: 1,
+                bucket_size: Some(10),
+                max_expiries: None,
+                ..
+            }
+        ));
+        assert_eq!(plan.options.crash_percent, 0);
+        assert_eq!(plan.options.items, 2000);
+        let cli = parse(&[
+            "work",
+            "--url",
+            "http://127.0.0.1:1",
+            "--admin-token",
+            "t",
+            "--lease-seconds",
+            "1",
+        ]);
+        let Command::Work(args) = &cli.command else {
+            panic!("work")
+        };
+        assert!(resolve_work(args, None)
+            .unwrap_err()
+            .contains("embedded engine"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Switchyard's bot: a simulation of real users that checks the server against its own ledger
-//! (`switchyard-bot social`), and an open-model load generator (`switchyard-bot load`). The
-//! binary (`src/main.rs`) only calls [`cli::main`]; tests and other crates drive the library.
+//! (`switchyard-bot social`), simulated work clients with an exactly-once check and drain
+//! figures (`switchyard-bot work`), and an open-model load generator (`switchyard-bot load`).
+//! The binary (`src/main.rs`) only calls [`cli::main`]; tests and other crates drive the
+//! library.
 //!
 //! # Layout
 //! - [`cli`]: flags, the TOML file, how they merge, exit codes, running a subcommand.
@@ -12,7 +14,8 @@
 //! - [`report`]: counts, errors by status/code, HDR latency histograms, the JSON report.
 //! - [`progress`]: a bar per phase on a terminal, plain lines otherwise.
 //! - [`work`]: simulated work clients (lease, report, crash, re-register) and the exactly-once
-//!   check.
+//!   check, behind the [`work::WorkTransport`] trait: HTTP ([`work::HttpWork`]) or the embedded
+//!   engine ([`transport::EmbeddedTransport`], `Engine::work()`).
 //! - [`rng`]: the seeded generator every random choice comes from.
 //! - [`error`]: [`BotError`], one error type for HTTP error bodies and engine errors.
 //!
@@ -40,3 +43,4 @@ pub use error::BotError;
 pub use report::{Outcome, Report};
 pub use social::{SocialOptions, SocialRun};
 pub use transport::Transport;
+pub use work::{WorkOptions, WorkTransport};

@@ -286,10 +286,44 @@ pub struct LoadReport {
     pub setup_posts: usize,
 }
 
+/// The work scenario's own figures (`switchyard-bot work`): what a drain measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkReport {
+    pub items: u64,
+    pub clients: usize,
+    pub max_buckets: usize,
+    pub crash_percent: u64,
+    /// Items the add phase added (all new keys; a known key stops the run).
+    pub items_added: u64,
+    pub add_seconds: f64,
+    pub items_added_per_second: f64,
+    /// The drain: from the clients' start to the last client's end (registrations, leases,
+    /// reports, waits for expired leases; not the add or the check).
+    pub drain_seconds: f64,
+    /// Lease requests sent, the ones that got no bucket included.
+    pub lease_requests: u64,
+    /// Buckets granted by those requests (a bucket leased again after an expiry counts again).
+    pub buckets_leased: u64,
+    /// `buckets_leased` per second of drain.
+    pub leases_per_second: f64,
+    /// Item results acknowledged by the server (a success answer to the report carrying them).
+    pub results_reported: u64,
+    /// `results_reported` per second of drain.
+    pub results_per_second: f64,
+    /// Clients that crashed mid-bucket and came back under a new registration.
+    pub crashes: u64,
+    /// Reports of live clients refused because the lease was reclaimed first (`409
+    /// lease_expired`, `403 not_owner`): nothing recorded, the items went back to the pool.
+    pub leases_lost: u64,
+    /// Dead-lettered buckets after the drain (expired `work.max_expiries` times).
+    pub dead_buckets: u64,
+    pub check_seconds: f64,
+}
+
 /// The final report of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `social` or `load`.
+    /// `social`, `load` or `work`.
     pub mode: &'static str,
     /// `http` or `embedded`.
     pub transport: String,
@@ -319,6 +353,8 @@ pub struct Report {
     pub ledger: Option<SocialStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work: Option<WorkReport>,
 }
 
 impl Report {
@@ -342,6 +378,7 @@ impl Report {
             op_log: OpLogSummary::default(),
             ledger: None,
             load: None,
+            work: None,
         }
     }
 
@@ -454,6 +491,37 @@ impl Report {
             for (status, count) in &load.statuses {
                 let _ = writeln!(out, "  status {status}: {count}");
             }
+        }
+        if let Some(work) = &self.work {
+            let _ = writeln!(
+                out,
+                "  work: {} items, {} clients (max {} buckets per lease), crash {} %: {} crashes, \
+                 {} leases lost, {} dead-lettered buckets",
+                work.items,
+                work.clients,
+                work.max_buckets,
+                work.crash_percent,
+                work.crashes,
+                work.leases_lost,
+                work.dead_buckets
+            );
+            let _ = writeln!(
+                out,
+                "  added {} items in {:.3} s = {:.1} items/s",
+                work.items_added, work.add_seconds, work.items_added_per_second
+            );
+            let _ = writeln!(
+                out,
+                "  drained in {:.3} s: {} buckets leased ({} lease requests) = {:.1} leases/s, \
+                 {} results = {:.1} results/s",
+                work.drain_seconds,
+                work.buckets_leased,
+                work.lease_requests,
+                work.leases_per_second,
+                work.results_reported,
+                work.results_per_second
+            );
+            let _ = writeln!(out, "  checked in {:.3} s", work.check_seconds);
         }
         if !self.op_log.hash.is_empty() {
             let _ = writeln!(

@@ -1,7 +1,8 @@
 //! HTTP metrics for `GET /metrics`: request counts by route pattern, method and status, a latency
 //! histogram per route pattern, the in-flight gauge (which is also the in-flight limiter), open
 //! connections, and requests shed by the in-flight limit. The engine's own metrics are appended
-//! after these by the `/metrics` handler.
+//! after these by the `/metrics` handler, and so is the process's memory
+//! ([`render_process_memory`]: resident set and its peak from `/proc/self/status`, Linux only).
 //!
 //! Invariants:
 //! - The `route` label is a route pattern (`/api/v1/demo/counters/{id}`) or `unmatched`, never a
@@ -184,6 +185,51 @@ impl HttpMetrics {
     }
 }
 
+/// Appends `process_resident_memory_bytes` (the current resident set, `VmRSS`) and
+/// `process_resident_memory_peak_bytes` (its high-water mark, `VmHWM`), read from
+/// `/proc/self/status` at scrape time. On other systems, or when the file cannot be read, the
+/// gauges are left out of the scrape.
+pub fn render_process_memory(out: &mut String) {
+    #[cfg(target_os = "linux")]
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        render_memory_from_status(&status, out);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = out;
+}
+
+/// The memory gauges from the text of a `/proc/<pid>/status` file (values in kB there); a line
+/// that is missing or does not parse leaves its gauge out.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn render_memory_from_status(status: &str, out: &mut String) {
+    for (field, name, help) in [
+        (
+            "VmRSS:",
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+        ),
+        (
+            "VmHWM:",
+            "process_resident_memory_peak_bytes",
+            "Peak resident memory size in bytes.",
+        ),
+    ] {
+        let kib = status.lines().find_map(|line| {
+            let rest = line.strip_prefix(field)?;
+            let mut words = rest.split_whitespace();
+            let value: u64 = words.next()?.parse().ok()?;
+            (words.next() == Some("kB")).then_some(value)
+        });
+        if let Some(kib) = kib {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                kib * 1024
+            );
+        }
+    }
+}
+
 /// A fixed label per method, so arbitrary methods cannot grow the label set.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -227,6 +273,30 @@ mod tests {
             !out.contains("_count{route=\"/healthz\"}"),
             "no empty histograms: {out}"
         );
+    }
+
+    #[test]
+    fn memory_gauges_come_from_proc_status() {
+        let status = "Name:\tswitchyard\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t4\n";
+        let mut out = String::new();
+        render_memory_from_status(status, &mut out);
+        assert!(
+            out.contains("\nprocess_resident_memory_bytes 10485760\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nprocess_resident_memory_peak_bytes 20971520\n"),
+            "{out}"
+        );
+        let mut out = String::new();
+        render_memory_from_status("VmRSS:\tlots\n", &mut out);
+        assert!(out.is_empty(), "{out}");
+        if cfg!(target_os = "linux") {
+            let mut out = String::new();
+            render_process_memory(&mut out);
+            assert!(out.contains("process_resident_memory_bytes "), "{out}");
+            assert!(out.contains("process_resident_memory_peak_bytes "), "{out}");
+        }
     }
 
     #[test]

@@ -231,7 +231,7 @@ fn service_routes_and_request_errors() {
     check_response(&timed_out, "stalled body", 408, Some("request_timeout"));
     check(&server, "GET", path, None, 200, None);
 
-    // Metrics: HTTP counters by route pattern and the engine's WAL metrics.
+    // Metrics: HTTP counters by route pattern, the engine's WAL metrics and process memory.
     let metrics = check(&server, "GET", "/metrics", None, 200, None);
     assert_eq!(
         metrics.header("content-type"),
@@ -249,6 +249,22 @@ fn service_routes_and_request_errors() {
     );
     assert!(text.contains("switchyard_wal_"), "{text}");
     assert!(!text.contains("/nope"), "raw paths never become labels");
+    // The process's memory, read from /proc/self/status at scrape time (Linux only).
+    if cfg!(target_os = "linux") {
+        for gauge in [
+            "process_resident_memory_bytes",
+            "process_resident_memory_peak_bytes",
+        ] {
+            let value = text
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("{gauge} ")))
+                .unwrap_or_else(|| panic!("{gauge} missing: {text}"));
+            assert!(
+                value.parse::<u64>().is_ok_and(|bytes| bytes > 0),
+                "{gauge} {value}"
+            );
+        }
+    }
 }
 
 #[test]

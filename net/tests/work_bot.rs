@@ -4,10 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Server;
-use switchyard_bot::work::{self, WorkOptions};
+use switchyard_bot::progress::ProgressMode;
+use switchyard_bot::work::{self, HttpWork, WorkOptions};
 use switchyard_bot::Outcome;
 
 #[test]
@@ -26,22 +28,29 @@ fn the_work_bot_drains_the_pool_exactly_once_despite_crashes() {
     );
     server.wait_ready();
     let options = WorkOptions {
-        url: format!("http://{}", server.addr),
         seed: 42,
-        admin_token: "admin-secret".into(),
         clients: 4,
         items: 300,
         max_buckets: 2,
         crash_percent: 20,
-        timeout: Duration::from_secs(10),
         deadline: Duration::from_secs(60),
+        progress: ProgressMode::Off,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let report = runtime.block_on(work::run(options));
+    let report = runtime.block_on(async {
+        let transport = HttpWork::new(
+            &format!("http://{}", server.addr),
+            options.clients,
+            Duration::from_secs(10),
+            "admin-secret",
+        )
+        .expect("a client for the server");
+        work::run(Arc::new(transport), options).await
+    });
     assert_eq!(
         report.outcome,
         Outcome::Finished,
@@ -50,4 +59,8 @@ fn the_work_bot_drains_the_pool_exactly_once_despite_crashes() {
     );
     assert!(report.differences.is_empty());
     assert!(report.operations.contains_key("report"));
+    let figures = report.work.as_ref().expect("work figures");
+    assert_eq!(figures.items_added, 300);
+    assert!(figures.results_reported >= 300, "{figures:?}");
+    assert!(figures.leases_per_second > 0.0 && figures.results_per_second > 0.0);
 }

@@ -32,7 +32,7 @@
 //! are signed up as `load.<seed in hex>.<n>@example.net` with a password derived from the seed
 //! (an address already taken by an earlier run with the same seed is reused: its password is the
 //! same), each logs in (its JWT is sent as `Authorization: Bearer`), and each creates
-//! `--setup-posts` posts ("Load post <k> of user <id>"). The setup is not measured.
+//! `--setup-posts` posts (`"Load post <k> of user <id>"`). The setup is not measured.
 
 pub mod wire;
 

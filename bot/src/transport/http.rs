@@ -90,7 +90,7 @@ pub fn normalize_base_url(url: &str) -> Answer<String> {
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (for opaque cursors).
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -134,15 +134,28 @@ impl HttpTransport {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Answer<(u16, Bytes)> {
+        let body = body.map(|value| Bytes::from(value.to_string()));
+        self.send_bytes(method, path, token, body).await
+    }
+
+    /// As [`HttpTransport::send`], with a JSON body already serialized (large bodies, such as
+    /// 18000 work items, skip the intermediate `serde_json::Value`).
+    pub async fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+    ) -> Answer<(u16, Bytes)> {
         let uri = format!("{}{path}", self.base);
         let mut builder = Request::builder().method(method).uri(&uri);
         if let Some(token) = token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
         }
         let body = match body {
-            Some(value) => {
+            Some(bytes) => {
                 builder = builder.header(CONTENT_TYPE, "application/json");
-                Bytes::from(value.to_string())
+                bytes
             }
             None => Bytes::new(),
         };
@@ -180,7 +193,19 @@ impl HttpTransport {
         token: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> Answer<T> {
-        let (status, bytes) = self.send(method, path, token, body).await?;
+        let body = body.map(|value| Bytes::from(value.to_string()));
+        self.call_bytes(method, path, token, body).await
+    }
+
+    /// As `call`, with the JSON body already serialized.
+    pub(crate) async fn call_bytes<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Bytes>,
+    ) -> Answer<T> {
+        let (status, bytes) = self.send_bytes(method, path, token, body).await?;
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => BotError::api(status, body.error.code, body.error.message),

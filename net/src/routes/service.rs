@@ -1,7 +1,7 @@
 //! Service routes: `GET /healthz` (the process runs), `GET /readyz` (the engine is open and
 //! writable, and the server is not draining), `GET /metrics` (Prometheus text: HTTP metrics, then
 //! the engine's). They are [`RouteKind::Service`](super::RouteKind) routes: answered during
-//! recovery and under overload.
+//! recovery and under overload. `/metrics` ends with the process's resident memory (Linux).
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -48,6 +48,7 @@ async fn metrics(ctx: Ctx) -> HandlerResult {
             Err(error) => tracing::debug!(%error, "work stats unavailable for /metrics"),
         }
     }
+    crate::metrics::render_process_memory(&mut out);
     Ok(http::with_body(
         StatusCode::OK,
         METRICS_CONTENT_TYPE,
