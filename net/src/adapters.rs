@@ -12,23 +12,36 @@
 //! sign-up: the verifier's failure lets it pass, the enricher's gives `enrichment: null`; both are
 //! counted in `/metrics` (`switchyard_adapter_failures_total{adapter}`).
 //!
-//! The HTTP client is hyper's (no second HTTP stack) over plain TCP: `http://` URLs only. A TLS
-//! connector is not built in; reach the https services through a local TLS-terminating proxy.
+//! [`AdapterClient`] is the one HTTP client both adapters share: hyper-util's legacy client (no
+//! second HTTP stack) over hyper-rustls, so `http://` and `https://` URLs both work (HTTP/1 only).
+//! TLS is rustls with the `ring` provider; the trusted roots are Mozilla's (`webpki-roots`, built
+//! in, so no system store is read) plus the PEM certificates of `social.adapter_ca_file` when set
+//! (a private CA or a TLS-inspecting proxy; the tests' loopback CA). A certificate that does not
+//! chain to those roots or does not name the URL's host fails the call like any other adapter
+//! failure. [`Adapters::from_config`] builds what `[social]` turns on; an unreadable or invalid
+//! CA file stops start-up (checked first by `ServerConfig::validate`, via [`load_ca_file`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
 use serde_json::Value;
 use switchyard_engine::metrics::Counter;
 use switchyard_engine::social::Enrichment;
 
-use crate::error::ApiError;
+use crate::config::SocialSection;
+use crate::error::{ApiError, Error};
 
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -56,12 +69,80 @@ pub trait Enricher: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Enrichment>, AdapterFailure>>;
 }
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// A TCP connect to an adapter's host gives up after this long (the whole call is also bounded
+/// by `social.adapter_timeout_ms`).
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// The config key naming the extra trusted roots; every CA-file error names it.
+const CA_FILE_KEY: &str = "social.adapter_ca_file";
 
-fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+/// The HTTP client the adapters share (one connection pool, one TLS configuration): `http://`
+/// over plain TCP, `https://` over rustls, HTTP/1 only. Cloning shares the pool.
+#[derive(Clone)]
+pub struct AdapterClient {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl AdapterClient {
+    /// A client trusting `webpki-roots` plus the certificates in `ca_file`. Fails, naming
+    /// `social.adapter_ca_file`, if that file cannot be read or holds no valid certificate.
+    pub fn new(ca_file: Option<&Path>) -> Result<AdapterClient, Error> {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_file {
+            roots.roots.extend(load_ca_file(path)?.roots);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            // Invariant: ring's default provider supports rustls' default protocol versions.
+            .expect("the ring provider supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)));
+        // Let `https://` URIs through the TCP layer; the TLS layer above handles them.
+        tcp.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        Ok(AdapterClient { client })
+    }
+}
+
+/// The trust anchors in the PEM file of `social.adapter_ca_file`. Every error names the key and
+/// the path: unreadable, not PEM, no `CERTIFICATE` block, or a certificate rustls cannot use as a
+/// trust anchor.
+pub fn load_ca_file(path: &Path) -> Result<RootCertStore, Error> {
+    let pem = std::fs::read(path).map_err(|e| ca_file_error(path, e))?;
+    let mut roots = RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(&pem) {
+        let certificate = certificate.map_err(|e| ca_file_error(path, e))?;
+        roots.add(certificate).map_err(|e| ca_file_error(path, e))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_file_error(path, "no PEM CERTIFICATE block found"));
+    }
+    Ok(roots)
+}
+
+fn ca_file_error(path: &Path, cause: impl std::fmt::Display) -> Error {
+    Error::Config(format!("key `{CA_FILE_KEY}`: {}: {cause}", path.display()))
+}
+
+/// An error and its sources on one line: hyper-util's client error alone says only "client
+/// error (Connect)"; the cause (refused, certificate not trusted, ...) is in its sources.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// Percent-encodes a query value.
@@ -78,7 +159,7 @@ fn encode(value: &str) -> String {
 }
 
 async fn get_json(
-    client: &HttpClient,
+    client: &AdapterClient,
     url: String,
     bearer: Option<&str>,
     timeout: Duration,
@@ -93,9 +174,10 @@ async fn get_json(
         .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
     let call = async {
         let response = client
+            .client
             .request(request)
             .await
-            .map_err(|e| AdapterFailure(format!("request failed: {e}")))?;
+            .map_err(|e| AdapterFailure(format!("request failed: {}", with_sources(&e))))?;
         let status = response.status();
         let body = response
             .into_body()
@@ -118,16 +200,16 @@ async fn get_json(
 
 /// hunter.io's e-mail verifier.
 pub struct HunterVerifier {
-    client: HttpClient,
+    client: AdapterClient,
     url: String,
     api_key: String,
     timeout: Duration,
 }
 
 impl HunterVerifier {
-    pub fn new(url: String, api_key: String, timeout: Duration) -> Self {
+    pub fn new(client: AdapterClient, url: String, api_key: String, timeout: Duration) -> Self {
         HunterVerifier {
-            client: client(),
+            client,
             url,
             api_key,
             timeout,
@@ -172,16 +254,16 @@ impl EmailVerifier for HunterVerifier {
 
 /// Clearbit's person enrichment.
 pub struct ClearbitEnricher {
-    client: HttpClient,
+    client: AdapterClient,
     url: String,
     api_key: String,
     timeout: Duration,
 }
 
 impl ClearbitEnricher {
-    pub fn new(url: String, api_key: String, timeout: Duration) -> Self {
+    pub fn new(client: AdapterClient, url: String, api_key: String, timeout: Duration) -> Self {
         ClearbitEnricher {
-            client: client(),
+            client,
             url,
             api_key,
             timeout,
@@ -245,6 +327,30 @@ impl Adapters {
             enricher,
             ..Adapters::default()
         }
+    }
+
+    /// The adapters `[social]` turns on (an API key turns one on), sharing one client. Fails
+    /// if `social.adapter_ca_file` is set but unusable, even when no adapter is on.
+    pub fn from_config(social: &SocialSection) -> Result<Adapters, Error> {
+        let client = AdapterClient::new(social.adapter_ca_file.as_deref())?;
+        let timeout = Duration::from_millis(social.adapter_timeout_ms);
+        let verifier = social.hunter_api_key.as_ref().map(|key| {
+            Box::new(HunterVerifier::new(
+                client.clone(),
+                social.hunter_url.clone(),
+                key.clone(),
+                timeout,
+            )) as Box<dyn EmailVerifier>
+        });
+        let enricher = social.clearbit_api_key.as_ref().map(|key| {
+            Box::new(ClearbitEnricher::new(
+                client.clone(),
+                social.clearbit_url.clone(),
+                key.clone(),
+                timeout,
+            )) as Box<dyn Enricher>
+        });
+        Ok(Adapters::new(verifier, enricher))
     }
 
     /// 422 `email_undeliverable` when the verifier says so; a failing verifier lets it pass.

@@ -69,26 +69,31 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocialSection {
-    /// hunter.io's e-mail verifier endpoint (`http://` only; see `adapters`).
+    /// hunter.io's e-mail verifier endpoint, `https://` (rustls) or `http://`; see `adapters`.
     pub hunter_url: String,
     /// hunter.io API key; unset = no outside verification (syntax and the disposable list only).
     pub hunter_api_key: Option<String>,
-    /// Clearbit's person-enrichment endpoint (`http://` only).
+    /// Clearbit's person-enrichment endpoint, `https://` or `http://`.
     pub clearbit_url: String,
     /// Clearbit API key; unset = no enrichment (`enrichment: null`).
     pub clearbit_api_key: Option<String>,
     /// Each adapter call gives up after this long; sign-up then goes on without it.
     pub adapter_timeout_ms: u64,
+    /// A PEM file of extra root certificates the adapters trust for `https://`, added to the
+    /// built-in Mozilla roots (a private CA, a TLS-inspecting proxy, the tests' loopback CA).
+    /// Unset = the built-in roots only. Read once at start-up; unreadable or invalid stops it.
+    pub adapter_ca_file: Option<PathBuf>,
 }
 
 impl Default for SocialSection {
     fn default() -> Self {
         SocialSection {
-            hunter_url: "http://api.hunter.io/v2/email-verifier".into(),
+            hunter_url: "https://api.hunter.io/v2/email-verifier".into(),
             hunter_api_key: None,
-            clearbit_url: "http://person.clearbit.com/v2/people/find".into(),
+            clearbit_url: "https://person.clearbit.com/v2/people/find".into(),
             clearbit_api_key: None,
             adapter_timeout_ms: 2_000,
+            adapter_ca_file: None,
         }
     }
 }
@@ -493,12 +498,14 @@ impl ServerConfig {
             ("social.hunter_url", &self.social.hunter_url),
             ("social.clearbit_url", &self.social.clearbit_url),
         ] {
-            if !url.starts_with("http://") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::Config(format!(
-                    "key `{key}` must be an http:// URL (no TLS connector is built in; use a \
-                     local TLS-terminating proxy for https services), got `{url}`"
+                    "key `{key}` must be an http:// or https:// URL, got `{url}`"
                 )));
             }
+        }
+        if let Some(path) = &self.social.adapter_ca_file {
+            crate::adapters::load_ca_file(path)?;
         }
         at_least("limits.max_body_bytes", limits.max_body_bytes, 1)?;
         at_most("limits.max_body_bytes", limits.max_body_bytes, 1 << 30)?;
@@ -861,11 +868,37 @@ mod tests {
             ("server.worker_threads=0", "server.worker_threads"),
             ("market.price_source=coindesk", "market.price_source"),
             ("work.bucket_size=0", "work.bucket_size"),
+            ("social.hunter_url=ftp://example.com/v", "social.hunter_url"),
+            (
+                "social.clearbit_url=example.com/find",
+                "social.clearbit_url",
+            ),
+            (
+                "social.adapter_ca_file=/nonexistent/switchyard-ca.pem",
+                "social.adapter_ca_file",
+            ),
         ] {
             let error = build(&[assignment]).expect_err(assignment).to_string();
             assert!(error.contains(&format!("`{key}`")), "{assignment}: {error}");
         }
         assert!(build(&["engine.shards=0"]).is_err());
+    }
+
+    #[test]
+    fn adapter_urls_take_https_and_http() {
+        let defaults = build(&[]).expect("defaults are valid");
+        assert!(defaults.social.hunter_url.starts_with("https://"));
+        assert!(defaults.social.clearbit_url.starts_with("https://"));
+        assert_eq!(defaults.social.adapter_ca_file, None);
+        let config = build(&[
+            "social.hunter_url=http://127.0.0.1:9/v2/email-verifier",
+            "social.clearbit_url=https://127.0.0.1:9/v2/people/find",
+        ])
+        .expect("http:// and https:// are both accepted");
+        assert_eq!(
+            config.social.clearbit_url,
+            "https://127.0.0.1:9/v2/people/find"
+        );
     }
 
     #[test]

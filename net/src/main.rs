@@ -16,6 +16,9 @@ use switchyard_net::config::{Flags, ServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchyard: five backend workloads on one actor engine with a write-ahead log.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard", version, args_conflicts_with_subcommands = true)]

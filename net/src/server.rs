@@ -36,7 +36,7 @@ use switchyard_engine::{Engine, EngineConfig, Error as EngineError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::adapters::{Adapters, ClearbitEnricher, EmailVerifier, Enricher, HunterVerifier};
+use crate::adapters::Adapters;
 use crate::app::App;
 use crate::auth::Auth;
 use crate::config::{LimitsConfig, ServerConfig};
@@ -74,7 +74,7 @@ pub async fn run(
         config.auth.token_ttl_seconds,
         config.secrets.admin_token.clone(),
     )?;
-    let adapters = adapters_for(&config);
+    let adapters = Adapters::from_config(&config.social)?;
     let app = App::new(config, auth, adapters);
     let graceful = GracefulShutdown::new();
     tracing::info!(%address, "serving; opening the engine");
@@ -279,25 +279,4 @@ fn serve_connection(
         drop(open);
         drop(permit);
     });
-}
-
-/// The sign-up adapters the configuration turns on (an API key turns one on).
-fn adapters_for(config: &ServerConfig) -> Adapters {
-    let social = &config.social;
-    let timeout = Duration::from_millis(social.adapter_timeout_ms);
-    let verifier = social.hunter_api_key.as_ref().map(|key| {
-        Box::new(HunterVerifier::new(
-            social.hunter_url.clone(),
-            key.clone(),
-            timeout,
-        )) as Box<dyn EmailVerifier>
-    });
-    let enricher = social.clearbit_api_key.as_ref().map(|key| {
-        Box::new(ClearbitEnricher::new(
-            social.clearbit_url.clone(),
-            key.clone(),
-            timeout,
-        )) as Box<dyn Enricher>
-    });
-    Adapters::new(verifier, enricher)
 }
