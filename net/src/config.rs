@@ -138,6 +138,8 @@ pub struct WorkConfig {
     pub lease_seconds: u64,
     /// Client registrations accepted per source address per minute (429 beyond); 0 = unlimited.
     pub registrations_per_minute_per_source: u32,
+    /// Lease expiries after which a bucket is dead-lettered instead of reopened.
+    pub max_expiries: u32,
 }
 
 /// `[market]`: BTC orders and the price feed.
@@ -324,6 +326,7 @@ impl Default for WorkConfig {
             lease_seconds: 7200,
             registrations_per_minute_per_source: switchyard_engine::work::WorkConfig::default()
                 .registrations_per_minute_per_source,
+            max_expiries: switchyard_engine::work::WorkConfig::default().max_expiries,
         }
     }
 }
@@ -530,6 +533,7 @@ impl ServerConfig {
             1,
         )?;
         at_least("work.lease_seconds", self.work.lease_seconds, 1)?;
+        at_least("work.max_expiries", self.work.max_expiries, 1)?;
         at_least(
             "market.rate_limit_per_minute",
             self.market.rate_limit_per_minute,
@@ -595,6 +599,7 @@ impl ServerConfig {
             max_buckets_per_request: self.work.max_buckets_per_request as usize,
             lease_seconds: self.work.lease_seconds,
             registrations_per_minute_per_source: self.work.registrations_per_minute_per_source,
+            max_expiries: self.work.max_expiries,
             ..switchyard_engine::work::WorkConfig::default()
         };
         engine
@@ -720,6 +725,7 @@ mod tests {
         assert_eq!(config.work.bucket_size, 180);
         assert_eq!(config.work.max_buckets_per_request, 10);
         assert_eq!(config.work.lease_seconds, 7200);
+        assert_eq!(config.work.max_expiries, 5);
         assert_eq!(config.market.rate_limit_per_minute, 60);
         assert_eq!(config.market.max_price_age_seconds, 300);
         assert_eq!(config.market.price_source, "simulated");
@@ -747,6 +753,7 @@ mod tests {
             "engine.wal_preallocate=false",
             "engine.shards=2",
             "server.listen=127.0.0.1:0",
+            "work.max_expiries=2",
         ])
         .expect("valid");
         assert_eq!(config.limits.max_body_bytes, 1024);
@@ -759,6 +766,7 @@ mod tests {
         assert_eq!(engine.durability, Durability::Batch);
         assert_eq!(engine.durability_batch_ms, 5);
         assert_eq!(engine.shards, 2);
+        assert_eq!(engine.work.max_expiries, 2);
     }
 
     #[test]
@@ -868,6 +876,7 @@ mod tests {
             ("server.worker_threads=0", "server.worker_threads"),
             ("market.price_source=coindesk", "market.price_source"),
             ("work.bucket_size=0", "work.bucket_size"),
+            ("work.max_expiries=0", "work.max_expiries"),
             ("social.hunter_url=ftp://example.com/v", "social.hunter_url"),
             (
                 "social.clearbit_url=example.com/find",

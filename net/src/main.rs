@@ -16,6 +16,10 @@ use switchyard_net::config::{Flags, ServerConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: under a saturating HTTP like load glibc's `_int_malloc`,
+/// `malloc_consolidate` and arena growth were ~18% of the actor thread; with mimalloc the
+/// actor-thread CPU per like fell from 37-40 µs to 30-34 µs (A/B of one build with and without
+/// it, `switchyard-bot load --mix like=100 --connections 64 --rate 30000`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
