@@ -9,7 +9,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::{Error, Result};
 
 /// Version of the byte format produced by this module. Bump it when the encoding changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: social snapshots keep like records, "liked" flags and post-index entries in chunks
+/// (`store::Chunked`); post like counts and user counters are recomputed at load.
+pub const FORMAT_VERSION: u32 = 2;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()

@@ -1,16 +1,18 @@
 //! The `PostIndex` singleton: post → (author, likes), the zero-likes set, and the totals behind
 //! `stats`. Every event it receives is an assignment from another actor, so replay may re-apply
-//! them. Snapshot parts: `post/<id>` per post and `next` (the post id high-water mark that seeds
-//! the id allocator at open).
+//! them. Snapshot parts: `posts/<chunk>`, a [`Chunked`] map post → (author, likes) (posts are
+//! indexed in about id order, so a pass that changes many posts' counts writes few chunks), and
+//! `next` (the post id high-water mark that seeds the id allocator at open). The zero-likes set
+//! and the like total are derived: rebuilt from the entries at load.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Page, SocialEvent, SocialStats};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
-use crate::store::{SnapshotBatch, Store};
+use crate::store::{Chunked, SnapshotBatch, Store};
 
 /// The id of the one `PostIndex` actor.
 pub const POST_INDEX_ID: u64 = 0;
@@ -66,48 +68,38 @@ pub(crate) struct Entry {
     pub likes: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-enum Part {
-    Post(Entry),
-    Next(u64),
-}
-
 #[derive(Debug, Default)]
 pub struct PostIndex {
-    posts: BTreeMap<u64, Entry>,
+    posts: Chunked<u64, Entry>,
     zero: BTreeSet<u64>,
     likes_total: u64,
     next_post_id: u64,
-    dirty: BTreeSet<u64>,
     next_dirty: bool,
 }
 
-const POST: &[u8] = b"post/";
+const POSTS: &[u8] = b"posts/";
 const NEXT: &[u8] = b"next";
 
 impl PostIndex {
     fn set_likes(&mut self, post_id: u64, likes: u64) {
-        let Some(entry) = self.posts.get_mut(&post_id) else {
+        let Some(entry) = self.posts.get(&post_id).copied() else {
             return;
         };
         // Invariant: likes_total is the sum of entry.likes, so it holds entry.likes.
         self.likes_total = self.likes_total - entry.likes + likes;
-        entry.likes = likes;
         if likes == 0 {
             self.zero.insert(post_id);
         } else {
             self.zero.remove(&post_id);
         }
-        self.dirty.insert(post_id);
+        self.posts
+            .insert_or_assign(post_id, Entry { likes, ..entry });
     }
 
     /// Reads the post id high-water mark from a snapshot without activating the actor.
     pub(crate) fn next_post_id(store: &Store) -> Result<u64> {
         let key = ActorKey::new(Kind::PostIndex, POST_INDEX_ID);
-        Ok(match store.get::<Part>(key, NEXT)? {
-            Some(Part::Next(next)) => next,
-            _ => 1,
-        })
+        Ok(store.get::<u64>(key, NEXT)?.unwrap_or(1))
     }
 }
 
@@ -118,26 +110,18 @@ impl Entity for PostIndex {
 
     fn load(_id: u64, store: &Store) -> Result<Self> {
         let key = ActorKey::new(Kind::PostIndex, POST_INDEX_ID);
+        let posts = Chunked::<u64, Entry>::load(store, key, POSTS)?;
         let mut index = PostIndex {
-            next_post_id: 1,
+            next_post_id: store.get::<u64>(key, NEXT)?.unwrap_or(1),
             ..PostIndex::default()
         };
-        for (name, part) in store.scan::<Part>(key)? {
-            match part {
-                Part::Post(entry) => {
-                    let id: [u8; 8] = name[POST.len()..]
-                        .try_into()
-                        .map_err(|_| Error::Store("post index: bad key".into()))?;
-                    let post_id = u64::from_be_bytes(id);
-                    index.likes_total += entry.likes;
-                    if entry.likes == 0 {
-                        index.zero.insert(post_id);
-                    }
-                    index.posts.insert(post_id, entry);
-                }
-                Part::Next(next) => index.next_post_id = next,
+        for (post_id, entry) in posts.iter() {
+            index.likes_total += entry.likes;
+            if entry.likes == 0 {
+                index.zero.insert(*post_id);
             }
         }
+        index.posts = posts;
         Ok(index)
     }
 
@@ -156,7 +140,12 @@ impl Entity for PostIndex {
                     self.zero
                         .range(start..)
                         .take(limit + 1)
-                        .map(|post_id| (*post_id, self.posts[post_id].author_id))
+                        .filter_map(|post_id| {
+                            // Invariant: every post in `zero` is in `posts`.
+                            self.posts
+                                .get(post_id)
+                                .map(|entry| (*post_id, entry.author_id))
+                        })
                         .collect()
                 } else {
                     self.posts
@@ -188,7 +177,7 @@ impl Entity for PostIndex {
                 post_id, author_id, ..
             }) => {
                 if !self.posts.contains_key(post_id) {
-                    self.posts.insert(
+                    self.posts.insert_or_assign(
                         *post_id,
                         Entry {
                             author_id: *author_id,
@@ -196,7 +185,6 @@ impl Entity for PostIndex {
                         },
                     );
                     self.zero.insert(*post_id);
-                    self.dirty.insert(*post_id);
                 }
                 if *post_id >= self.next_post_id {
                     self.next_post_id = post_id + 1;
@@ -211,13 +199,9 @@ impl Entity for PostIndex {
     }
 
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
-        for post_id in std::mem::take(&mut self.dirty) {
-            let mut name = POST.to_vec();
-            name.extend_from_slice(&post_id.to_be_bytes());
-            batch.put(key, &name, &Part::Post(self.posts[&post_id]));
-        }
+        self.posts.save(key, POSTS, batch);
         if std::mem::take(&mut self.next_dirty) {
-            batch.put(key, NEXT, &Part::Next(self.next_post_id));
+            batch.put(key, NEXT, &self.next_post_id);
         }
     }
 

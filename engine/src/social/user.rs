@@ -1,6 +1,16 @@
 //! The `User` actor: a profile, its posts, the like records on its posts, and the set of posts
-//! it likes. Snapshot parts are separate sled keys (`profile`, `post/<id>`, `like/<post><user>`,
-//! `gave/<post>`), so a checkpoint rewrites only what changed.
+//! it likes.
+//!
+//! Snapshot parts (separate sled keys, so a checkpoint rewrites only what changed):
+//! - `profile`: the [`Profile`];
+//! - `post/<id>`: what never changes of a post (text, creation time), written once;
+//! - `likes/<chunk>`: the like records on its posts, a [`Chunked`] map (post, liker) → record;
+//! - `gave/<chunk>`: its likes, a [`Chunked`] map post → on/off (an unlike turns a flag off).
+//!
+//! A like therefore dirties the author's tail `likes` chunk and the liker's tail `gave` chunk.
+//! What is derived is not stored: a post's like count (its records that are on), `posts_count`
+//! (its posts) and `likes_given` (its flags that are on) are recomputed at load. In memory they
+//! are fields maintained by `apply`, so the checker can still catch one that disagrees.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{LikeOutcome, LikeRecord, LikeView, Page, PostView, Profile, SocialEvent, UserView};
 use crate::error::{Error, Result};
 use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
-use crate::store::{SnapshotBatch, Store};
+use crate::store::{Chunked, SnapshotBatch, Store};
 
 #[derive(Debug)]
 pub enum UserCommand {
@@ -108,14 +118,22 @@ impl UserReply {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A post in memory: `likes` is derived (its like records that are on), so it is not stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PostState {
     text: String,
     likes: u64,
     created_at_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The `post/<id>` part: what never changes of a post.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredPost {
+    text: String,
+    created_at_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Counters {
     posts_count: u64,
     likes_given: u64,
@@ -125,52 +143,26 @@ struct Counters {
 pub struct User {
     id: u64,
     profile: Option<Profile>,
+    /// Maintained by `apply`, recomputed from the records at load; never stored.
     counters: Counters,
     posts: BTreeMap<u64, PostState>,
     /// (post id, liker id) → record.
-    likes: BTreeMap<(u64, u64), LikeRecord>,
-    gave: BTreeSet<u64>,
+    likes: Chunked<(u64, u64), LikeRecord>,
+    /// post id → whether this user's like of it is on.
+    gave: Chunked<u64, bool>,
     profile_dirty: bool,
-    counters_dirty: bool,
     posts_dirty: BTreeSet<u64>,
-    likes_dirty: BTreeSet<(u64, u64)>,
-    gave_dirty: BTreeSet<u64>,
 }
 
 const PROFILE: &[u8] = b"profile";
-const COUNTERS: &[u8] = b"counters";
 const POST: &[u8] = b"post/";
-const LIKE: &[u8] = b"like/";
+const LIKES: &[u8] = b"likes/";
 const GAVE: &[u8] = b"gave/";
 
-fn sub(prefix: &[u8], ids: &[u64]) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    for id in ids {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
+fn post_sub(post_id: u64) -> Vec<u8> {
+    let mut out = POST.to_vec();
+    out.extend_from_slice(&post_id.to_be_bytes());
     out
-}
-
-fn ids<const N: usize>(bytes: &[u8], user: u64) -> Result<[u64; N]> {
-    if bytes.len() != N * 8 {
-        return Err(Error::Store(format!("user {user}: bad snapshot key")));
-    }
-    let mut out = [0u64; N];
-    for (index, chunk) in bytes.chunks_exact(8).enumerate() {
-        // Invariant: chunks_exact(8) yields 8-byte chunks.
-        out[index] = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
-    }
-    Ok(out)
-}
-
-/// A snapshot part of a user, as stored.
-#[derive(Debug, Serialize, Deserialize)]
-enum Part {
-    Profile(Profile),
-    Counters(Counters),
-    Post(PostState),
-    Like(LikeRecord),
-    Gave,
 }
 
 impl User {
@@ -208,29 +200,43 @@ impl Entity for User {
 
     fn load(id: u64, store: &Store) -> Result<Self> {
         let key = ActorKey::new(Kind::User, id);
-        let mut user = User {
-            id,
-            ..User::default()
-        };
-        for (name, part) in store.scan::<Part>(key)? {
-            match part {
-                Part::Profile(profile) => user.profile = Some(profile),
-                Part::Counters(counters) => user.counters = counters,
-                Part::Post(post) => {
-                    let [post_id] = ids::<1>(&name[POST.len()..], id)?;
-                    user.posts.insert(post_id, post);
-                }
-                Part::Like(record) => {
-                    let [post_id, liker] = ids::<2>(&name[LIKE.len()..], id)?;
-                    user.likes.insert((post_id, liker), record);
-                }
-                Part::Gave => {
-                    let [post_id] = ids::<1>(&name[GAVE.len()..], id)?;
-                    user.gave.insert(post_id);
+        let mut posts = BTreeMap::new();
+        for (name, post) in store.scan_sub::<StoredPost>(key, POST)? {
+            let post_id: [u8; 8] = name
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::Store(format!("user {id}: bad post key")))?;
+            posts.insert(
+                u64::from_be_bytes(post_id),
+                PostState {
+                    text: post.text,
+                    likes: 0,
+                    created_at_ms: post.created_at_ms,
+                },
+            );
+        }
+        let likes = Chunked::<(u64, u64), LikeRecord>::load(store, key, LIKES)?;
+        for ((post_id, _), record) in likes.iter() {
+            if record.liked {
+                if let Some(post) = posts.get_mut(post_id) {
+                    post.likes += 1;
                 }
             }
         }
-        Ok(user)
+        let gave = Chunked::<u64, bool>::load(store, key, GAVE)?;
+        let counters = Counters {
+            posts_count: posts.len() as u64,
+            likes_given: gave.values().filter(|on| **on).count() as u64,
+        };
+        Ok(User {
+            id,
+            profile: store.get::<Profile>(key, PROFILE)?,
+            counters,
+            posts,
+            likes,
+            gave,
+            ..User::default()
+        })
     }
 
     fn decide(&self, command: UserCommand, ctx: &Ctx<'_>) -> Result<Decision<UserReply>> {
@@ -425,7 +431,12 @@ impl Entity for User {
                     .iter()
                     .map(|((post_id, liker), record)| (*post_id, *liker, record.liked))
                     .collect(),
-                gave: self.gave.iter().copied().collect(),
+                gave: self
+                    .gave
+                    .iter()
+                    .filter(|(_, on)| **on)
+                    .map(|(post_id, _)| *post_id)
+                    .collect(),
             })))),
         }
     }
@@ -453,7 +464,6 @@ impl Entity for User {
                     },
                 );
                 self.counters.posts_count += 1;
-                self.counters_dirty = true;
                 self.posts_dirty.insert(*post_id);
             }
             SocialEvent::LikeSet {
@@ -462,23 +472,21 @@ impl Entity for User {
                 record,
                 likes,
             } => {
-                self.likes.insert((*post_id, *user_id), *record);
-                self.likes_dirty.insert((*post_id, *user_id));
+                self.likes.insert_or_assign((*post_id, *user_id), *record);
                 if let Some(post) = self.posts.get_mut(post_id) {
                     post.likes = *likes;
-                    self.posts_dirty.insert(*post_id);
                 }
             }
             SocialEvent::LikeGiven { post_id, on } => {
-                let changed = if *on {
-                    self.gave.insert(*post_id)
-                } else {
-                    self.gave.remove(post_id)
-                };
-                if changed {
-                    self.counters.likes_given = self.gave.len() as u64;
-                    self.counters_dirty = true;
-                    self.gave_dirty.insert(*post_id);
+                // An assignment: a flag already in the state asked for changes nothing (replay).
+                let was_on = self.gave.get(post_id).copied().unwrap_or(false);
+                if was_on != *on {
+                    self.gave.insert_or_assign(*post_id, *on);
+                    self.counters.likes_given = if *on {
+                        self.counters.likes_given + 1
+                    } else {
+                        self.counters.likes_given.saturating_sub(1)
+                    };
                 }
             }
             SocialEvent::AccountRegistered { .. }
@@ -492,29 +500,20 @@ impl Entity for User {
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
         if std::mem::take(&mut self.profile_dirty) {
             if let Some(profile) = &self.profile {
-                batch.put(key, PROFILE, &Part::Profile(profile.clone()));
+                batch.put(key, PROFILE, profile);
             }
-        }
-        if std::mem::take(&mut self.counters_dirty) {
-            batch.put(key, COUNTERS, &Part::Counters(self.counters));
         }
         for post_id in std::mem::take(&mut self.posts_dirty) {
             if let Some(post) = self.posts.get(&post_id) {
-                batch.put(key, &sub(POST, &[post_id]), &Part::Post(post.clone()));
+                let stored = StoredPost {
+                    text: post.text.clone(),
+                    created_at_ms: post.created_at_ms,
+                };
+                batch.put(key, &post_sub(post_id), &stored);
             }
         }
-        for (post_id, liker) in std::mem::take(&mut self.likes_dirty) {
-            if let Some(record) = self.likes.get(&(post_id, liker)) {
-                batch.put(key, &sub(LIKE, &[post_id, liker]), &Part::Like(*record));
-            }
-        }
-        for post_id in std::mem::take(&mut self.gave_dirty) {
-            if self.gave.contains(&post_id) {
-                batch.put(key, &sub(GAVE, &[post_id]), &Part::Gave);
-            } else {
-                batch.remove(key, &sub(GAVE, &[post_id]));
-            }
-        }
+        self.likes.save(key, LIKES, batch);
+        self.gave.save(key, GAVE, batch);
     }
 
     fn directory(directories: &Directories) -> &Directory<Self> {

@@ -9,6 +9,14 @@
 //!   or below it is reflected in flushed snapshots.
 //! - An actor's deadline (durable timer) is stored beside its snapshot, in the same batch.
 //! - The data directory is locked (`LOCK`, flock) for the life of the process.
+//!
+//! A part that only grows (entries inserted or re-assigned, never removed) is kept as a
+//! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one sled key each,
+//! so a checkpoint writes the chunks that changed (usually the tail) instead of a key per entry.
+
+pub mod chunked;
+
+pub use chunked::Chunked;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
@@ -109,6 +117,11 @@ impl SnapshotBatch {
 
     pub fn len(&self) -> usize {
         self.ops.len()
+    }
+
+    /// The sled keys written or removed, in order (full keys: actor prefix, `/`, sub-key).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.ops.iter().map(|(key, _)| key.as_slice())
     }
 
     fn extend_into(self, batch: &mut sled::Batch) {
@@ -228,7 +241,18 @@ impl Store {
 
     /// All sub-keys of an actor with their decoded values, in key order.
     pub fn scan<T: DeserializeOwned>(&self, key: ActorKey) -> Result<Vec<(Vec<u8>, T)>> {
-        let prefix = key.sub_key(b"");
+        self.scan_sub(key, b"")
+    }
+
+    /// The sub-keys of an actor that start with `sub_prefix`, in key order, each with the rest
+    /// of its name after `sub_prefix` and its decoded value. Lets one actor keep parts of
+    /// different types under different prefixes.
+    pub fn scan_sub<T: DeserializeOwned>(
+        &self,
+        key: ActorKey,
+        sub_prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>> {
+        let prefix = key.sub_key(sub_prefix);
         let mut out = Vec::new();
         for item in self.snapshots.scan_prefix(&prefix) {
             let (full, value) = item?;
@@ -338,6 +362,31 @@ mod tests {
         assert_eq!(store.deadline(key).unwrap(), None);
         let all: Vec<(Vec<u8>, u64)> = store.scan(key).unwrap();
         assert_eq!(all, vec![(b"value".to_vec(), 7)]);
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let old = Meta {
+                format_version: codec::FORMAT_VERSION - 1,
+                coverage_lsn: 3,
+            };
+            store.db.insert(META_KEY, codec::encode(&old)).unwrap();
+            store.flush().unwrap();
+        }
+        match Store::open(dir.path(), 1 << 20) {
+            Err(Error::Store(message)) => {
+                let expected = format!(
+                    "snapshot format {} is not {} (this build)",
+                    codec::FORMAT_VERSION - 1,
+                    codec::FORMAT_VERSION
+                );
+                assert!(message.contains(&expected), "{message}");
+            }
+            other => panic!("expected a format refusal, got {:?}", other.err()),
+        }
     }
 
     #[test]
