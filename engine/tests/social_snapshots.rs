@@ -128,3 +128,43 @@ async fn a_like_writes_few_chunks_and_derived_counts_survive_restarts() {
         }
     }
 }
+
+/// A user's posts are chunked too: 40 posts written between two passes are 2 sled parts of the
+/// author (chunks 0 and 1) plus the index's chunks, not one key per post; texts survive a restart.
+#[tokio::test]
+async fn posts_are_written_as_chunks_and_survive_restarts() {
+    const POSTS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (author, ids) = {
+        let engine = Engine::open(config(dir.path())).unwrap();
+        let social = engine.social();
+        let author = social.sign_up(sign_up(0)).await.unwrap().id;
+        engine.checkpoint().unwrap();
+        let mut ids = Vec::new();
+        for n in 0..POSTS {
+            ids.push(
+                social
+                    .create_post(author, format!("post {n}"))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        social.stats().await.unwrap();
+        let report = engine.checkpoint().unwrap();
+        assert_eq!(report.snapshots, 2, "the author and the index");
+        // Author: posts chunks 0 and 1; index: its entry chunks (2) and its `next` id.
+        assert_eq!(report.parts, 2 + 3);
+        engine.shutdown().unwrap();
+        (author, ids)
+    };
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let social = engine.social();
+    assert_eq!(social.user(author).await.unwrap().posts_count, POSTS as u64);
+    for (n, id) in ids.iter().enumerate() {
+        let post = social.post(*id).await.unwrap();
+        assert_eq!(post.text, format!("post {n}"));
+        assert_eq!(post.author_id, author);
+    }
+    assert!(social.check().await.unwrap().is_empty());
+}

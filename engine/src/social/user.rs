@@ -3,7 +3,8 @@
 //!
 //! Snapshot parts (separate sled keys, so a checkpoint rewrites only what changed):
 //! - `profile`: the [`Profile`];
-//! - `post/<id>`: what never changes of a post (text, creation time), written once;
+//! - `posts/<chunk>`: its posts, a [`Chunked`] map post → text and creation time (what never
+//!   changes of a post), so a user's new posts rewrite only its tail chunk;
 //! - `likes/<chunk>`: the like records on its posts, a [`Chunked`] map (post, liker) → record;
 //! - `gave/<chunk>`: its likes, a [`Chunked`] map post → on/off (an unlike turns a flag off).
 //!
@@ -12,7 +13,7 @@
 //! (its posts) and `likes_given` (its flags that are on) are recomputed at load. In memory they
 //! are fields maintained by `apply`, so the checker can still catch one that disagrees.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -118,16 +119,8 @@ impl UserReply {
     }
 }
 
-/// A post in memory: `likes` is derived (its like records that are on), so it is not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PostState {
-    text: String,
-    likes: u64,
-    created_at_ms: u64,
-}
-
-/// The `post/<id>` part: what never changes of a post.
-#[derive(Debug, Serialize, Deserialize)]
+/// What never changes of a post (its like count is derived, kept in `User::post_likes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredPost {
     text: String,
     created_at_ms: u64,
@@ -145,25 +138,21 @@ pub struct User {
     profile: Option<Profile>,
     /// Maintained by `apply`, recomputed from the records at load; never stored.
     counters: Counters,
-    posts: BTreeMap<u64, PostState>,
+    /// post id → text and creation time.
+    posts: Chunked<u64, StoredPost>,
+    /// post id → its like records that are on. Derived: maintained by `apply`, rebuilt at load.
+    post_likes: BTreeMap<u64, u64>,
     /// (post id, liker id) → record.
     likes: Chunked<(u64, u64), LikeRecord>,
     /// post id → whether this user's like of it is on.
     gave: Chunked<u64, bool>,
     profile_dirty: bool,
-    posts_dirty: BTreeSet<u64>,
 }
 
 const PROFILE: &[u8] = b"profile";
-const POST: &[u8] = b"post/";
+const POSTS: &[u8] = b"posts/";
 const LIKES: &[u8] = b"likes/";
 const GAVE: &[u8] = b"gave/";
-
-fn post_sub(post_id: u64) -> Vec<u8> {
-    let mut out = POST.to_vec();
-    out.extend_from_slice(&post_id.to_be_bytes());
-    out
-}
 
 impl User {
     fn view(&self) -> Option<UserView> {
@@ -178,14 +167,18 @@ impl User {
         })
     }
 
-    fn post_view(&self, post_id: u64, post: &PostState) -> PostView {
+    fn post_view(&self, post_id: u64, post: &StoredPost) -> PostView {
         PostView {
             id: post_id,
             author_id: self.id,
             text: post.text.clone(),
-            likes: post.likes,
+            likes: self.likes_of(post_id),
             created_at_ms: post.created_at_ms,
         }
+    }
+
+    fn likes_of(&self, post_id: u64) -> u64 {
+        self.post_likes.get(&post_id).copied().unwrap_or(0)
     }
 
     fn exists(&self) -> Result<&Profile> {
@@ -200,26 +193,13 @@ impl Entity for User {
 
     fn load(id: u64, store: &Store) -> Result<Self> {
         let key = ActorKey::new(Kind::User, id);
-        let mut posts = BTreeMap::new();
-        for (name, post) in store.scan_sub::<StoredPost>(key, POST)? {
-            let post_id: [u8; 8] = name
-                .as_slice()
-                .try_into()
-                .map_err(|_| Error::Store(format!("user {id}: bad post key")))?;
-            posts.insert(
-                u64::from_be_bytes(post_id),
-                PostState {
-                    text: post.text,
-                    likes: 0,
-                    created_at_ms: post.created_at_ms,
-                },
-            );
-        }
+        let posts = Chunked::<u64, StoredPost>::load(store, key, POSTS)?;
+        let mut post_likes: BTreeMap<u64, u64> = posts.iter().map(|(id, _)| (*id, 0)).collect();
         let likes = Chunked::<(u64, u64), LikeRecord>::load(store, key, LIKES)?;
         for ((post_id, _), record) in likes.iter() {
             if record.liked {
-                if let Some(post) = posts.get_mut(post_id) {
-                    post.likes += 1;
+                if let Some(count) = post_likes.get_mut(post_id) {
+                    *count += 1;
                 }
             }
         }
@@ -233,6 +213,7 @@ impl Entity for User {
             profile: store.get::<Profile>(key, PROFILE)?,
             counters,
             posts,
+            post_likes,
             likes,
             gave,
             ..User::default()
@@ -262,9 +243,8 @@ impl Entity for User {
                     }
                 }
                 let created_at_ms = ctx.now_ms;
-                let post = PostState {
+                let post = StoredPost {
                     text: text.clone(),
-                    likes: 0,
                     created_at_ms,
                 };
                 let reply = UserReply::Post(self.post_view(post_id, &post));
@@ -305,7 +285,7 @@ impl Entity for User {
                 let mut items = Vec::with_capacity(limit.min(64));
                 let mut next = None;
                 for (post_id, post) in self.posts.range(start..) {
-                    if zero_likes && post.likes != 0 {
+                    if zero_likes && self.likes_of(*post_id) != 0 {
                         continue;
                     }
                     if items.len() == limit {
@@ -322,7 +302,9 @@ impl Entity for User {
                 on,
                 limit_reached,
             } => {
-                let post = self.posts.get(&post_id).ok_or(Error::NotFound("post"))?;
+                if !self.posts.contains_key(&post_id) {
+                    return Err(Error::NotFound("post"));
+                }
                 if liker == self.id {
                     return Err(Error::forbidden(
                         "own_post",
@@ -363,7 +345,12 @@ impl Entity for User {
                     },
                 };
                 // Invariant: on ⇒ the like was off, off ⇒ it was on; so this never underflows.
-                let likes = if on { post.likes + 1 } else { post.likes - 1 };
+                let current_likes = self.likes_of(post_id);
+                let likes = if on {
+                    current_likes + 1
+                } else {
+                    current_likes - 1
+                };
                 Ok(Decision {
                     events: vec![
                         (
@@ -455,16 +442,14 @@ impl Entity for User {
                 text,
                 created_at_ms,
             } => {
-                self.posts.insert(
-                    *post_id,
-                    PostState {
-                        text: text.clone(),
-                        likes: 0,
-                        created_at_ms: *created_at_ms,
-                    },
-                );
-                self.counters.posts_count += 1;
-                self.posts_dirty.insert(*post_id);
+                let post = StoredPost {
+                    text: text.clone(),
+                    created_at_ms: *created_at_ms,
+                };
+                if self.posts.insert_or_assign(*post_id, post).is_none() {
+                    self.post_likes.insert(*post_id, 0);
+                    self.counters.posts_count += 1;
+                }
             }
             SocialEvent::LikeSet {
                 post_id,
@@ -473,8 +458,8 @@ impl Entity for User {
                 likes,
             } => {
                 self.likes.insert_or_assign((*post_id, *user_id), *record);
-                if let Some(post) = self.posts.get_mut(post_id) {
-                    post.likes = *likes;
+                if let Some(count) = self.post_likes.get_mut(post_id) {
+                    *count = *likes;
                 }
             }
             SocialEvent::LikeGiven { post_id, on } => {
@@ -503,15 +488,7 @@ impl Entity for User {
                 batch.put(key, PROFILE, profile);
             }
         }
-        for post_id in std::mem::take(&mut self.posts_dirty) {
-            if let Some(post) = self.posts.get(&post_id) {
-                let stored = StoredPost {
-                    text: post.text.clone(),
-                    created_at_ms: post.created_at_ms,
-                };
-                batch.put(key, &post_sub(post_id), &stored);
-            }
-        }
+        self.posts.save(key, POSTS, batch);
         self.likes.save(key, LIKES, batch);
         self.gave.save(key, GAVE, batch);
     }
