@@ -6,6 +6,7 @@
 //! snapshot of the 1,000 touched counters.
 
 use std::time::{Duration, Instant};
+use switchyard_benches as _;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use switchyard_engine::{Durability, Engine, EngineConfig};

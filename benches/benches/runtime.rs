@@ -10,6 +10,7 @@
 //! Target: within 2× of raw actix.
 
 use std::time::{Duration, Instant};
+use switchyard_benches as _;
 
 use actix::{Actor, Context, Handler, Message};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -7,6 +7,7 @@
 //! Target: ≥5× Redis's durable like (≈31.7k/s at 64 clients) ⇒ ≥160k likes/s.
 
 use std::time::{Duration, Instant};
+use switchyard_benches as _;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use switchyard_engine::social::{SignUp, SocialConfig};

@@ -19,6 +19,7 @@ use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use switchyard_benches as _;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use switchyard_engine::config::{Durability, WalConfig};
