@@ -63,6 +63,8 @@ pub struct AuthConfig {
     pub password_hash_memory_kib: u32,
     /// argon2id iterations per password hash.
     pub password_hash_iterations: u32,
+    /// Verified login tokens remembered so a repeat skips the JWT check; 0 = none.
+    pub verified_token_cache_entries: usize,
 }
 
 /// `[social]`: the sign-up adapters. An adapter is on when its API key is set.
@@ -299,6 +301,7 @@ impl Default for AuthConfig {
             token_ttl_seconds: 3600,
             password_hash_memory_kib: hashing.password_hash_memory_kib,
             password_hash_iterations: hashing.password_hash_iterations,
+            verified_token_cache_entries: 65_536,
         }
     }
 }
@@ -726,6 +729,7 @@ mod tests {
         assert_eq!(config.work.max_buckets_per_request, 10);
         assert_eq!(config.work.lease_seconds, 7200);
         assert_eq!(config.work.max_expiries, 5);
+        assert_eq!(config.auth.verified_token_cache_entries, 65_536);
         assert_eq!(config.market.rate_limit_per_minute, 60);
         assert_eq!(config.market.max_price_age_seconds, 300);
         assert_eq!(config.market.price_source, "simulated");

@@ -73,7 +73,8 @@ pub async fn run(
         &config.server.data_dir,
         config.auth.token_ttl_seconds,
         config.secrets.admin_token.clone(),
-    )?;
+    )?
+    .with_verified_cache(config.auth.verified_token_cache_entries);
     let adapters = Adapters::from_config(&config.social)?;
     let app = App::new(config, auth, adapters);
     let graceful = GracefulShutdown::new();
