@@ -121,7 +121,7 @@ pub struct LimitsConfig {
     pub body_read_timeout_ms: u64,
     /// API requests being handled at once, over all connections; beyond it a request gets 503
     /// `overloaded` with `Retry-After` at once instead of queueing. Service routes (`/healthz`,
-    /// `/readyz`, `/metrics`) are not counted.
+    /// `/readyz`, `/metrics`, `/api/v1/openapi.json`) are not counted.
     pub max_in_flight: usize,
     /// Open client connections. A permit is taken before `accept`, so beyond it new connections
     /// wait in the kernel's backlog. Each costs a file descriptor and up to two read buffers.

@@ -53,7 +53,7 @@ pub type Handler = fn(Ctx) -> HandlerFuture;
 /// Whether a route needs the engine and counts against the in-flight limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
-    /// `/healthz`, `/readyz`, `/metrics`: always answered.
+    /// `/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`: always answered.
     Service,
     /// Everything that reaches the engine.
     Api,
@@ -134,6 +134,17 @@ pub fn table(config: &ServerConfig) -> Vec<Route> {
     // if config.compat.social { routes.extend(compat_social::routes()); }
     let _ = config;
     routes
+}
+
+/// Every `(method, pattern)` the router mounts with `config`, in table order. Read from the same
+/// [`table`] the router is built from (never a second list), so the OpenAPI drift test
+/// (`net/tests/openapi.rs`) compares the document with what is really served. Patterns use
+/// `{name}` parameters, the syntax of OpenAPI path templates.
+pub fn mounted(config: &ServerConfig) -> Vec<(Method, &'static str)> {
+    table(config)
+        .into_iter()
+        .map(|route| (route.method, route.pattern))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

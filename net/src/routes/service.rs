@@ -1,7 +1,13 @@
 //! Service routes: `GET /healthz` (the process runs), `GET /readyz` (the engine is open and
 //! writable, and the server is not draining), `GET /metrics` (Prometheus text: HTTP metrics, then
-//! the engine's). They are [`RouteKind::Service`](super::RouteKind) routes: answered during
-//! recovery and under overload. `/metrics` ends with the process's resident memory (Linux).
+//! the engine's), `GET /api/v1/openapi.json` (the OpenAPI 3.1 document of every mounted route,
+//! [`OPENAPI_JSON`]). They are [`RouteKind::Service`](super::RouteKind) routes: answered during
+//! recovery and under overload, without auth. `/metrics` ends with the process's resident memory
+//! (Linux).
+//!
+//! Invariant: `net/src/openapi.json` documents exactly the routes of [`super::table`] (same
+//! patterns and methods); `net/tests/openapi.rs` fails on any drift, so a new route and its
+//! documentation land together.
 
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
@@ -13,11 +19,18 @@ use crate::http;
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
+/// The OpenAPI 3.1 document served at `GET /api/v1/openapi.json`: a static file kept by hand
+/// (`net/src/openapi.json`), embedded in the binary.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
+
 pub fn routes() -> Vec<Route> {
     vec![
         Route::service(Method::GET, "/healthz", |ctx| Box::pin(healthz(ctx))),
         Route::service(Method::GET, "/readyz", |ctx| Box::pin(readyz(ctx))),
         Route::service(Method::GET, "/metrics", |ctx| Box::pin(metrics(ctx))),
+        Route::service(Method::GET, "/api/v1/openapi.json", |ctx| {
+            Box::pin(openapi(ctx))
+        }),
     ]
 }
 
@@ -54,4 +67,27 @@ async fn metrics(ctx: Ctx) -> HandlerResult {
         METRICS_CONTENT_TYPE,
         Bytes::from(out),
     ))
+}
+
+async fn openapi(_: Ctx) -> HandlerResult {
+    Ok(http::with_body(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(OPENAPI_JSON.as_bytes()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI_JSON;
+
+    /// A hand edit that breaks the JSON fails here, before any server starts (the drift check
+    /// against the routing table is `net/tests/openapi.rs`).
+    #[test]
+    fn the_openapi_document_is_json_of_version_3_1() {
+        let document: serde_json::Value =
+            serde_json::from_str(OPENAPI_JSON).expect("net/src/openapi.json is valid JSON");
+        let version = document["openapi"].as_str().expect("an `openapi` string");
+        assert!(version.starts_with("3.1"), "{version}");
+    }
 }
