@@ -786,3 +786,53 @@ fn wal_waiters_on_other_threads_see_close() {
         .collect();
     assert_eq!(seen, HashSet::from([1]));
 }
+
+/// With `preallocate`, the next segment is zero-filled in the background and adopted at the
+/// roll: segments then start from it (counted in `prepared_segments`), have the full size, and
+/// the log reads back exactly, across a reopen; a leftover `next.prep` is used by the next open.
+#[test]
+fn wal_rolls_into_prepared_zero_filled_segments() {
+    const SEGMENT: u64 = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), SEGMENT);
+    config.preallocate = true;
+    let prepared = config.dir.join("next.prep");
+    let wait_prepared = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !prepared.exists() {
+            assert!(Instant::now() < deadline, "no segment was prepared");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let (wal, _, _) = open(&config, 0).unwrap();
+    let mut written = Records::new();
+    // The first segment is created at the first append; its successor is prepared from then on.
+    written.extend(append_all(&wal, &payloads(0, 3, 100)));
+    for round in 1..4 {
+        wait_prepared();
+        // Over one segment of data: at least one roll, into the prepared file.
+        written.extend(append_all(&wal, &payloads(round, 100, 2000)));
+    }
+    let stats = wal.stats();
+    assert!(stats.prepared_segments >= 3, "{stats:?}");
+    for (_, path) in segment_files(&config.dir) {
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            SEGMENT,
+            "{}",
+            path.display()
+        );
+    }
+    wait_prepared();
+    wal.close().unwrap();
+
+    let (wal, report, replayed) = open(&config, 0).unwrap();
+    assert_eq!(replayed, written);
+    assert_eq!(report.torn_bytes_dropped, 0);
+    // The open's first segment is the one left prepared.
+    written.extend(append_all(&wal, &payloads(9, 3, 100)));
+    assert_eq!(wal.stats().prepared_segments, 1);
+    wal.close().unwrap();
+    let (_, _, replayed) = open(&config, 0).unwrap();
+    assert_eq!(replayed, written);
+}

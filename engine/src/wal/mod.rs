@@ -29,7 +29,9 @@
 //! endian, CRC over lsn and payload. `len == 0` marks the end of the data (the preallocated zero
 //! tail). Byte offsets are in the module doc of `wal/segment.rs`. A segment is rolled when the
 //! next record would take it past `segment_bytes_max`; every open starts a new segment named by
-//! the next LSN, so no segment is ever appended to after a restart.
+//! the next LSN, so no segment is ever appended to after a restart. `dir/next.prep` (with
+//! `preallocate`) is a whole zero-filled file waiting to become the next segment; it is not a
+//! segment, and recovery ignores it (see `writer.rs`).
 //!
 //! # Torn tail vs corruption
 //!
@@ -115,6 +117,8 @@ pub struct WalStats {
     pub bytes: u64,
     /// Completed fdatasyncs of segment data.
     pub fsyncs: u64,
+    /// Segments that started from a zero-filled prepared file (the rest used fallocate or none).
+    pub prepared_segments: u64,
 }
 
 /// Handle to the write-ahead log. Cheap to clone; the writer stops when the last handle is
@@ -167,6 +171,7 @@ struct WalMetrics {
     bytes: Counter,
     batches: Counter,
     fdatasyncs: Counter,
+    prepared_segments: Counter,
 }
 
 impl Wal {
@@ -229,6 +234,7 @@ impl Wal {
                 bytes: Counter::default(),
                 batches: Counter::default(),
                 fdatasyncs: Counter::default(),
+                prepared_segments: Counter::default(),
             },
         });
         let writer = Writer::new(Arc::clone(&shared), rx, durable_lsn);
@@ -399,6 +405,7 @@ impl Wal {
             records: metrics.records.get(),
             bytes: metrics.bytes.get(),
             fsyncs: metrics.fdatasyncs.get(),
+            prepared_segments: metrics.prepared_segments.get(),
         }
     }
 
@@ -441,6 +448,11 @@ impl Wal {
                 "fdatasyncs_total",
                 "Completed fdatasyncs.",
                 metrics.fdatasyncs.get(),
+            ),
+            (
+                "prepared_segments_total",
+                "Segments started from a zero-filled prepared file.",
+                metrics.prepared_segments.get(),
             ),
         ];
         for (name, help, value) in counters {

@@ -9,6 +9,10 @@
 //!    `durability_batch_ms` passed since the last one, or on `sync()` or close);
 //! 4. publish `durable_lsn` = the last lsn of the batch.
 //!
+//! With `preallocate`, the next segment is zero-filled ahead of time on a `wal-prep` thread
+//! (`segment::prepare_segment`) and adopted at the roll; when none is ready the roll falls back
+//! to fallocate, so preparation never delays a write, and its failure only costs that speed-up.
+//!
 //! Any failed write or fdatasync poisons the WAL and ends the thread; the fsync is never
 //! retried (after a failed fdatasync the kernel may have dropped the dirty pages, so a retry
 //! that succeeds proves nothing).
@@ -84,6 +88,8 @@ pub(crate) struct Writer {
     /// Last lsn covered by a completed fdatasync; published as `durable_lsn`.
     synced_lsn: u64,
     last_sync: Instant,
+    /// The `wal-prep` thread zero-filling the next segment, while it runs or until joined.
+    preparer: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl Writer {
@@ -99,15 +105,53 @@ impl Writer {
             written_lsn: durable_lsn,
             synced_lsn: durable_lsn,
             last_sync: Instant::now(),
+            preparer: None,
         }
     }
 
     /// The thread body. Returns when closed or poisoned; either way the final state is published
     /// so that no waiter is left hanging.
     pub(crate) fn run(mut self) {
-        match self.run_until_closed() {
+        let outcome = self.run_until_closed();
+        // Never leave a preparation writing into the directory after the WAL is gone.
+        self.join_preparer();
+        match outcome {
             Ok(()) => self.shared.publish_closed(),
             Err(failure) => self.shared.poison(&failure),
+        }
+    }
+
+    /// Waits for a running preparation; true when it finished well.
+    fn join_preparer(&mut self) -> bool {
+        let Some(handle) = self.preparer.take() else {
+            return false;
+        };
+        match handle.join() {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "wal: preparing the next segment failed; using fallocate");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("wal: the segment preparation thread panicked");
+                false
+            }
+        }
+    }
+
+    /// Starts zero-filling the next segment unless a preparation is already running.
+    fn start_preparing(&mut self) {
+        if self.preparer.is_some() {
+            return;
+        }
+        let dir = self.shared.config.dir.clone();
+        let bytes = self.shared.config.segment_bytes_max;
+        match std::thread::Builder::new()
+            .name("wal-prep".to_string())
+            .spawn(move || segment::prepare_segment(&dir, bytes))
+        {
+            Ok(handle) => self.preparer = Some(handle),
+            Err(error) => tracing::warn!(%error, "wal: cannot start the segment preparation"),
         }
     }
 
@@ -293,18 +337,47 @@ impl Writer {
     }
 
     fn open_segment(&mut self, first_lsn: u64) -> Result<(), Failure> {
+        let preallocate = self.shared.config.preallocate;
+        // A finished preparation is adopted; a running one is not waited for.
+        let prepared = preallocate
+            && self
+                .preparer
+                .as_ref()
+                .is_none_or(std::thread::JoinHandle::is_finished)
+            && (self.preparer.is_none() || self.join_preparer());
         let config = &self.shared.config;
+        let adopted = if prepared {
+            segment::adopt_prepared(&config.dir, first_lsn, config.segment_bytes_max).map_err(
+                |error| {
+                    Failure::new(
+                        format!(
+                            "adopting the prepared segment for {}",
+                            segment::segment_path(&config.dir, first_lsn).display()
+                        ),
+                        error,
+                    )
+                },
+            )?
+        } else {
+            None
+        };
+        if adopted.is_some() {
+            self.shared.metrics.prepared_segments.increment();
+        }
         let preallocate_bytes = config.preallocate.then_some(config.segment_bytes_max);
-        let (file, path) = segment::create_segment(&config.dir, first_lsn, preallocate_bytes)
-            .map_err(|error| {
-                Failure::new(
-                    format!(
-                        "creating segment {}",
-                        segment::segment_path(&config.dir, first_lsn).display()
-                    ),
-                    error,
-                )
-            })?;
+        let created = match adopted {
+            Some(adopted) => Ok(adopted),
+            None => segment::create_segment(&config.dir, first_lsn, preallocate_bytes),
+        };
+        let (file, path) = created.map_err(|error| {
+            Failure::new(
+                format!(
+                    "creating segment {}",
+                    segment::segment_path(&config.dir, first_lsn).display()
+                ),
+                error,
+            )
+        })?;
         tracing::debug!(path = %path.display(), "wal: opened a new segment");
         self.active = Some(ActiveSegment {
             file,
@@ -312,6 +385,9 @@ impl Writer {
             first_lsn,
             write_offset: SEGMENT_HEADER_BYTES as u64,
         });
+        if preallocate {
+            self.start_preparing();
+        }
         Ok(())
     }
 }
