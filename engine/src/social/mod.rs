@@ -18,6 +18,11 @@
 //! # Invariants (API.md), checked by [`check::check`]
 //! `post.likes` = number of users whose like on it is on; `user.posts_count` = posts it wrote;
 //! `user.likes_given` = its likes that are on; one like record per (user, post); no count below 0.
+//!
+//! # Ground rules
+//! `max_posts_per_user` is decided by the author itself, so it is exact. `max_likes_per_user` is
+//! checked against the liker's count read just before the author decides; `LikeGate` runs one
+//! user's likes one at a time while that limit is set, so it is exact too.
 
 pub mod accounts;
 pub mod check;
@@ -607,7 +612,7 @@ impl Social<'_> {
     }
 
     /// `user_id` likes `post_id`. With `limits.max_likes_per_user` set, one user's likes run one
-    /// at a time (see [`LikeGate`]), so the limit is exact under that user's concurrent likes.
+    /// at a time (see `LikeGate`), so the limit is exact under that user's concurrent likes.
     pub async fn like(&self, user_id: u64, post_id: u64) -> Result<LikeOutcome> {
         self.set_like(user_id, post_id, true).await
     }
