@@ -3,7 +3,8 @@
 //! on the same data dir. Every acknowledged post must exist with its author and text; every
 //! (liker, post) pair must be in the state of its last acknowledged like/unlike (a request in
 //! flight at the kill may land either way); and the engine's invariant checker must find nothing.
-//! CI runs CYCLE_COUNT cycles; `SWITCHYARD_SLOW_TESTS=1` runs SOAK_CYCLE_COUNT.
+//! CI runs CYCLE_COUNT cycles; `SWITCHYARD_SLOW_TESTS=1` runs SOAK_CYCLE_COUNT;
+//! `SWITCHYARD_KEEP_DATA=1` keeps the data directory.
 
 mod common;
 
@@ -220,7 +221,12 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
     } else {
         CYCLE_COUNT
     };
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    // `SWITCHYARD_KEEP_DATA=1` keeps the data dir (its path is printed) for a post-mortem.
+    if std::env::var("SWITCHYARD_KEEP_DATA").is_ok_and(|v| v == "1") {
+        eprintln!("data dir kept: {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
     let args: Vec<&str> = FAST_HASH.iter().chain(&ADMIN_ARGS).copied().collect();
     let mut server = Server::start(dir.path(), &args);
     server.wait_ready();
