@@ -168,3 +168,60 @@ async fn posts_are_written_as_chunks_and_survive_restarts() {
     }
     assert!(social.check().await.unwrap().is_empty());
 }
+
+/// The checker is not a formality: remove a liker's stored "gave" chunk behind the engine's back
+/// and it names both the short count and the exact like the liker no longer holds.
+#[tokio::test]
+async fn the_checker_names_a_like_its_liker_does_not_hold() {
+    use switchyard_engine::runtime::{ActorKey, Kind};
+    use switchyard_engine::store::{chunked::chunk_sub, Snapshot, SnapshotBatch, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (liker, post) = {
+        let engine = Engine::open(config(dir.path())).unwrap();
+        let social = engine.social();
+        let author = social.sign_up(sign_up(0)).await.unwrap().id;
+        let liker = social.sign_up(sign_up(1)).await.unwrap().id;
+        let post = social.create_post(author, "p".into()).await.unwrap().id;
+        social.like(liker, post).await.unwrap();
+        settle(&engine, &[liker]).await;
+        assert!(social.check().await.unwrap().is_empty());
+        engine.shutdown().unwrap();
+        (liker, post)
+    };
+    {
+        let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+        let key = ActorKey::new(Kind::User, liker);
+        let lsn = store.snapshot_meta(key).unwrap().unwrap().lsn;
+        let mut parts = SnapshotBatch::default();
+        parts.remove(key, &chunk_sub(b"gave/", 0));
+        store
+            .apply(vec![Snapshot {
+                key,
+                lsn,
+                parts,
+                deadline: None,
+            }])
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let engine = Engine::open(config(dir.path())).unwrap();
+    let found: Vec<String> = engine
+        .social()
+        .check()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|difference| difference.what)
+        .collect();
+    assert!(
+        found.contains(&format!("user {liker} likes_given")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|what| what.starts_with(&format!("user {liker} holds its like of post {post}"))),
+        "{found:?}"
+    );
+}

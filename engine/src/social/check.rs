@@ -123,6 +123,26 @@ pub(crate) async fn check(social: &Social<'_>) -> Result<Vec<Difference>> {
             );
         }
     }
+    // And the other way: every "on" record is in its liker's set (names the post when a
+    // liker's count is short).
+    let gave_sets: HashMap<u64, std::collections::HashSet<u64>> = gave_by_liker
+        .iter()
+        .map(|(liker, gave)| (*liker, gave.iter().copied().collect()))
+        .collect();
+    for (author, dump) in &dumps {
+        for (post_id, liker, liked) in &dump.like_records {
+            if *liked {
+                let held = gave_sets
+                    .get(liker)
+                    .is_some_and(|gave| gave.contains(post_id));
+                diff(
+                    format!("user {liker} holds its like of post {post_id} (author {author})"),
+                    1,
+                    u64::from(held),
+                );
+            }
+        }
+    }
     // The post index must agree with the authors.
     let mut after = None;
     loop {
