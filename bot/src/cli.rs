@@ -196,8 +196,8 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
     let lease_seconds = args.lease_seconds.or(section.lease_seconds);
     let bucket_size = args.bucket_size.or(section.bucket_size);
     let max_expiries = args.max_expiries.or(section.max_expiries);
-    let target = match (embedded, url, data_dir) {
-        (true, None, Some(data_dir)) => WorkTarget::Embedded {
+    let target = match place(embedded, url, data_dir)? {
+        Place::DataDir(data_dir) => WorkTarget::Embedded {
             data_dir,
             lease_seconds: positive(
                 "lease-seconds",
@@ -210,9 +210,7 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
                 .map(|count| positive("max-expiries", count))
                 .transpose()?,
         },
-        (true, None, None) => return Err("--embedded needs --data-dir DIR".into()),
-        (true, Some(_), _) => return Err("give either --url or --embedded, not both".into()),
-        (false, Some(url), _) => {
+        Place::Url(url) => {
             if lease_seconds.is_some() || bucket_size.is_some() || max_expiries.is_some() {
                 return Err(
                     "--lease-seconds, --bucket-size and --max-expiries configure the \
@@ -229,9 +227,6 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
                     "work over --url needs --admin-token (or SWITCHYARD_ADMIN_TOKEN) to add items",
                 )?;
             WorkTarget::Http { url, admin_token }
-        }
-        (false, None, _) => {
-            return Err("give --url URL (a running server) or --embedded --data-dir DIR".into())
         }
     };
     let crash_percent = args.crash_percent.or(section.crash_percent).unwrap_or(10);
@@ -581,6 +576,25 @@ fn positive<T: PartialOrd + Default + std::fmt::Display>(
     }
 }
 
+/// Where a `social` or `work` run goes, before its kind's own settings.
+enum Place {
+    Url(String),
+    DataDir(PathBuf),
+}
+
+/// `--url URL` or `--embedded --data-dir DIR` (flags already merged with the file), exactly one.
+fn place(embedded: bool, url: Option<String>, data_dir: Option<PathBuf>) -> Result<Place, String> {
+    match (embedded, url, data_dir) {
+        (true, None, Some(data_dir)) => Ok(Place::DataDir(data_dir)),
+        (true, None, None) => Err("--embedded needs --data-dir DIR".into()),
+        (true, Some(_), _) => Err("give either --url or --embedded, not both".into()),
+        (false, Some(url), _) => Ok(Place::Url(url)),
+        (false, None, _) => {
+            Err("give --url URL (a running server) or --embedded --data-dir DIR".into())
+        }
+    }
+}
+
 /// Merges flags, the file and defaults for `social`.
 pub fn resolve_social(args: &SocialArgs, config: Option<&Path>) -> Result<SocialPlan, String> {
     let file = read_file_config(config)?;
@@ -598,18 +612,13 @@ pub fn resolve_social(args: &SocialArgs, config: Option<&Path>) -> Result<Social
         .or(file.url.clone());
     let embedded = args.embedded || section.embedded.unwrap_or(false);
     let data_dir = args.data_dir.clone().or(section.data_dir.clone());
-    let target = match (embedded, url, data_dir) {
-        (true, None, Some(data_dir)) => Target::Embedded {
+    let target = match place(embedded, url, data_dir)? {
+        Place::DataDir(data_dir) => Target::Embedded {
             data_dir,
             hash_memory_kib: args.hash_memory_kib.or(section.hash_memory_kib),
             hash_iterations: args.hash_iterations.or(section.hash_iterations),
         },
-        (true, None, None) => return Err("--embedded needs --data-dir DIR".into()),
-        (true, Some(_), _) => return Err("give either --url or --embedded, not both".into()),
-        (false, Some(url), _) => Target::Http { url },
-        (false, None, _) => {
-            return Err("give --url URL (a running server) or --embedded --data-dir DIR".into())
-        }
+        Place::Url(url) => Target::Http { url },
     };
     let mail_list = match args.mail_list.clone().or(section.mail_list.clone()) {
         Some(path) => {
