@@ -36,6 +36,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// One caller's share of a like round: likes (`on`) or unlikes its PER_CALLER pairs. Like number
+/// n: liker n % USERS + 1 likes the post of the user k + 1 places after it (k = n / USERS < 16),
+/// so every pair in a round is distinct and never its own.
+async fn caller_round(engine: Engine, posts: Vec<u64>, caller: u64, on: bool) {
+    let social = engine.social();
+    for i in 0..PER_CALLER {
+        let n = caller * PER_CALLER + i;
+        let liker = n % USERS + 1;
+        let k = n / USERS;
+        let post = posts[((liker + k) % USERS) as usize];
+        if on {
+            social.like(liker, post).await.unwrap();
+        } else {
+            social.unlike(liker, post).await.unwrap();
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let (_dir, engine) = open_engine();
     let runtime = runtime();
@@ -83,23 +101,7 @@ fn bench(c: &mut Criterion) {
                             .map(|caller| {
                                 let engine = engine.clone();
                                 let posts = posts.clone();
-                                tokio::spawn(async move {
-                                    for i in 0..PER_CALLER {
-                                        // Like number n: liker n % USERS + 1 likes the post of
-                                        // the user k + 1 places after it (k = n / USERS < 16), so
-                                        // every pair in a round is distinct and never its own.
-                                        let n = caller * PER_CALLER + i;
-                                        let liker = n % USERS + 1;
-                                        let k = n / USERS;
-                                        let post = posts[((liker + k) % USERS) as usize];
-                                        let social = engine.social();
-                                        if on {
-                                            social.like(liker, post).await.unwrap();
-                                        } else {
-                                            social.unlike(liker, post).await.unwrap();
-                                        }
-                                    }
-                                })
+                                tokio::spawn(caller_round(engine, posts, caller, on))
                             })
                             .collect();
                         for task in tasks {
@@ -127,18 +129,7 @@ fn bench(c: &mut Criterion) {
                         let posts = posts.clone();
                         let done_sender = done_sender.clone();
                         assert!(engine.clone().spawn_on_shard(0, async move {
-                            for i in 0..PER_CALLER {
-                                let n = caller * PER_CALLER + i;
-                                let liker = n % USERS + 1;
-                                let k = n / USERS;
-                                let post = posts[((liker + k) % USERS) as usize];
-                                let social = engine.social();
-                                if on {
-                                    social.like(liker, post).await.unwrap();
-                                } else {
-                                    social.unlike(liker, post).await.unwrap();
-                                }
-                            }
+                            caller_round(engine, posts, caller, on).await;
                             done_sender.send(()).unwrap();
                         }));
                     }
