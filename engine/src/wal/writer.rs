@@ -139,6 +139,16 @@ impl Writer {
         }
     }
 
+    /// Whether a prepared segment may be adopted now: no preparation is running (a `next.prep`
+    /// left by an earlier run may exist), or one finished well. A running one is not waited for.
+    fn preparation_ready(&mut self) -> bool {
+        match &self.preparer {
+            None => true,
+            Some(handle) if handle.is_finished() => self.join_preparer(),
+            Some(_) => false,
+        }
+    }
+
     /// Starts zero-filling the next segment unless a preparation is already running.
     fn start_preparing(&mut self) {
         if self.preparer.is_some() {
@@ -338,13 +348,7 @@ impl Writer {
 
     fn open_segment(&mut self, first_lsn: u64) -> Result<(), Failure> {
         let preallocate = self.shared.config.preallocate;
-        // A finished preparation is adopted; a running one is not waited for.
-        let prepared = preallocate
-            && self
-                .preparer
-                .as_ref()
-                .is_none_or(std::thread::JoinHandle::is_finished)
-            && (self.preparer.is_none() || self.join_preparer());
+        let prepared = preallocate && self.preparation_ready();
         let config = &self.shared.config;
         let adopted = if prepared {
             segment::adopt_prepared(&config.dir, first_lsn, config.segment_bytes_max).map_err(
