@@ -509,15 +509,12 @@ impl Counters<'_> {
             .await
     }
 
-    /// Adds `by` to counter `id` one-way: queued, never awaited (for throughput benches).
-    pub fn add_one_way(&self, id: u64, by: i64) -> Result<()> {
-        self.engine.shared().tell::<demo::Counter>(
-            id,
-            demo::CounterCommand::Add {
-                by,
-                mirror_to: None,
-            },
-        )
+    /// Adds `by` to counter `id` (and mirrors it like [`Counters::add`]) one-way: queued at
+    /// once, never awaited (benches, and tests that need to order mailboxes).
+    pub fn add_one_way(&self, id: u64, by: i64, mirror_to: Option<u64>) -> Result<()> {
+        self.engine
+            .shared()
+            .tell::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
     }
 
     /// Reads counter `id` one-way (a pure mailbox round without a reply; for benches).

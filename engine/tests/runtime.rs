@@ -222,3 +222,54 @@ async fn durable_timers_fire_on_the_virtual_clock_and_survive_restart_and_passiv
     );
     assert_eq!(engine.timers_armed(), 0);
 }
+
+/// A logs a record (LSN x) carrying an event for L, and L runs a command of its own (LSN x + 1)
+/// before it applies that event. A checkpoint pass that began before L turned dirty snapshots A
+/// and computes coverage; it must not pass x, because L's snapshot does not reflect x yet. The
+/// engine is then dropped without shutdown (a crash): on reopen L must still hold A's event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_queued_behind_a_later_own_command_survives_a_checkpoint_and_a_crash() {
+    const A: u64 = 1;
+    const L: u64 = 2;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut config = EngineConfig::for_tests(dir.path());
+        config.checkpoint_interval_ms = 3_600_000; // only the passes this test runs
+        let engine = Engine::open(config).unwrap();
+        engine.counters().add(L, 1, None).await.unwrap();
+        engine.checkpoint().unwrap();
+        // A is dirty (its hold is below x), L is clean.
+        engine.counters().add(A, 1, None).await.unwrap();
+        let (passed, pass) = tokio::sync::oneshot::channel();
+        let on_shard = engine.clone();
+        assert!(engine.spawn_on_shard(0, async move {
+            // On the actor thread: no actor runs until this block returns. Queue A's command
+            // (it logs x and then queues its event for L) and, before it, L's own command.
+            on_shard.counters().add_one_way(A, 1, Some(L)).unwrap();
+            on_shard.counters().add_one_way(L, 1, None).unwrap();
+            // Start a pass now: it takes the dirty set {A} and waits for A's snapshot, which A
+            // takes after its command (so the snapshot reflects x and A's hold is released).
+            let engine = on_shard.clone();
+            let thread = std::thread::spawn(move || engine.checkpoint());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let _ = passed.send(thread);
+        }));
+        let thread = pass.await.unwrap();
+        let report = tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.snapshots, 1, "the pass snapshots A only: {report:?}");
+        let view = engine.counters().get(L).await.unwrap();
+        assert_eq!((view.value, view.mirrors.get(&A)), (2, Some(&2)));
+        drop(engine);
+    }
+    let engine = open(dir.path());
+    let view = engine.counters().get(L).await.unwrap();
+    assert_eq!(
+        (view.value, view.mirrors.get(&A)),
+        (2, Some(&2)),
+        "L's event from A was lost"
+    );
+    assert_eq!(engine.counters().get(A).await.unwrap().value, 2);
+}

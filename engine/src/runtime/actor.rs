@@ -25,7 +25,8 @@ pub(crate) struct EntityActor<E: Entity> {
     pub pending: Arc<AtomicUsize>,
     /// Highest LSN reflected in the in-memory state.
     pub last_applied: u64,
-    /// The floor of this actor's hold while it is dirty (events since its last snapshot).
+    /// The floor of this actor's hold while it is dirty (events since its last snapshot): never
+    /// above the LSN of any event applied since that snapshot.
     pub dirty_floor: Option<u64>,
     /// Highest LSN of a snapshot of this actor written to sled.
     pub snapshot_written: u64,
@@ -198,12 +199,20 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
         self.state.apply_foreign(&message.event);
         self.last_applied = self.last_applied.max(message.lsn);
         self.sync_deadline();
-        if self.dirty_floor.is_none() {
-            // Transfer the message's hold to this actor's dirty hold.
-            self.dirty_floor = Some(message.floor);
-            self.shared.tracker.mark_dirty_with_held(self.key);
-        } else {
-            self.shared.tracker.release(message.floor);
+        match self.dirty_floor {
+            None => {
+                // Transfer the message's hold to this actor's dirty hold.
+                self.dirty_floor = Some(message.floor);
+                self.shared.tracker.mark_dirty_with_held(self.key);
+            }
+            // The message's hold was taken before this actor's: an own command queued ahead of
+            // the message turned it dirty at a floor above `message.lsn`. Keep the lower floor
+            // (and give back the higher), or coverage could pass this unflushed event.
+            Some(floor) if message.floor < floor => {
+                self.dirty_floor = Some(message.floor);
+                self.shared.tracker.release(floor);
+            }
+            Some(_) => self.shared.tracker.release(message.floor),
         }
         self.handled();
     }

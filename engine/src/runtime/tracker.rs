@@ -3,7 +3,11 @@
 //! A *hold* is a floor LSN taken before an event's LSN is assigned (so floor <= that LSN) and
 //! released only once a flushed snapshot reflects the event. Each dirty actor owns one hold
 //! (taken when it turns dirty); an event addressed to another actor carries its own hold until
-//! the receiver applies it and so turns dirty (the hold is then transferred, never dropped).
+//! the receiver applies it. A clean receiver takes the message's hold as its dirty hold; a dirty
+//! one keeps the lower of the two floors and gives back the other. (A message's floor can be the
+//! lower one: the receiver may have turned dirty through a command of its own queued ahead of
+//! the message but run after the sender logged it.) So a dirty actor's floor is never above the
+//! LSN of any event it applied since its last snapshot.
 //!
 //! Invariant: every event with LSN >= min(held floors), or assigned after `next_lsn` was read, may
 //! be unreflected; every event below `coverage()` is reflected in flushed snapshots. Only the
