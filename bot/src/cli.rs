@@ -21,7 +21,7 @@ use crate::report::{Outcome, Report};
 use crate::rng::seed_from_time;
 use crate::social::{self, SocialOptions};
 use crate::transport::{EmbeddedTransport, HttpTransport};
-use crate::work::{self, HttpWork, WorkOptions};
+use crate::work::{self, HttpWork, WorkMode, WorkOptions};
 
 /// The exit codes, as printed by `--help` (and in bot/README.md).
 pub const EXIT_CODES: &str = "\
@@ -87,7 +87,7 @@ pub enum Command {
     #[command(long_about = LOAD_ABOUT, after_help = EXIT_CODES)]
     Load(LoadArgs),
     /// Simulated work clients that lease, report, crash and come back; then check every item
-    /// is done exactly once.
+    /// is done exactly once (or, with --lease-only, lease without reporting).
     #[command(long_about = WORK_ABOUT, after_help = EXIT_CODES)]
     Work(WorkArgs),
 }
@@ -108,7 +108,20 @@ otherwise.
 
 The report gives the add rate, the drain time, leases/s (buckets leased per second of drain) and
 results/s (items reported per second of drain). Keys of the --config file: the top level and a
-[work] section with the flags' names in snake_case.";
+[work] section with the flags' names in snake_case.
+
+--lease-only measures what the PostgreSQL peer's W4 does (claim one unowned bucket, set owner and
+expiry; no completion): after the same add phase, a lease phase instead of the drain: each client
+registers, then leases up to --max-buckets buckets per request and keeps them, never reporting,
+heartbeating or crashing (--crash-percent must be 0 or unset), until a lease answers with no
+bucket. The leases must outlive the run: embedded, the lease is 3600 s unless --lease-seconds is
+given; a server keeps its own work.lease_seconds (default 2 h) and
+work.leased_buckets_per_client_max (default 100; give the server at least items / clients, e.g.
+--set work.leased_buckets_per_client_max=1000000, or the run stops at too_many_buckets). check: every item was handed
+out in exactly one bucket, no bucket id twice, and the server lists every item as leased; exit
+code 2 otherwise. The report gives leases/s (buckets leased per second of the lease phase), lease
+requests/s and the lease latency. The leases stay on the server: use a fresh data dir or server
+for the next run.";
 
 #[derive(Debug, Clone, Args, Default)]
 pub struct WorkArgs {
@@ -133,14 +146,19 @@ pub struct WorkArgs {
     #[arg(long)]
     pub max_buckets: Option<usize>,
     /// Chance in percent that a client crashes mid-bucket; 0 = a pure throughput run
-    /// [default: 10].
+    /// [default: 10; with --lease-only 0, the only value allowed].
     #[arg(long)]
     pub crash_percent: Option<u64>,
+    /// Lease without reporting (the PostgreSQL peer's W4): a lease phase instead of the drain,
+    /// then check every item was handed out once and is leased.
+    #[arg(long)]
+    pub lease_only: bool,
     /// The whole run must finish within this many seconds [default: 300].
     #[arg(long)]
     pub deadline_seconds: Option<u64>,
     /// Embedded only: the engine's work.lease_seconds, after which a crashed client's lease
-    /// expires [default: 5]. A server's lease is its own (--set work.lease_seconds=N).
+    /// expires [default: 5; with --lease-only 3600]. A server's lease is its own (--set
+    /// work.lease_seconds=N).
     #[arg(long)]
     pub lease_seconds: Option<u64>,
     /// Embedded only: the engine's work.bucket_size, items per bucket [default: the engine's,
@@ -173,6 +191,8 @@ pub enum WorkTarget {
 pub struct WorkPlan {
     pub target: WorkTarget,
     pub options: WorkOptions,
+    /// The drain, or `--lease-only`.
+    pub mode: WorkMode,
     /// Per-request timeout (HTTP).
     pub timeout: Duration,
     pub report: Option<PathBuf>,
@@ -180,6 +200,8 @@ pub struct WorkPlan {
 
 /// `--lease-seconds` of an embedded run when neither the flag nor the file gives one.
 const EMBEDDED_LEASE_SECONDS: u64 = 5;
+/// The same for an embedded `--lease-only` run: its leases must outlive the run and its check.
+const EMBEDDED_LEASE_ONLY_LEASE_SECONDS: u64 = 3600;
 
 /// Merges flags, the file and defaults for `work`.
 pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, String> {
@@ -196,12 +218,17 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
     let lease_seconds = args.lease_seconds.or(section.lease_seconds);
     let bucket_size = args.bucket_size.or(section.bucket_size);
     let max_expiries = args.max_expiries.or(section.max_expiries);
+    let lease_only = args.lease_only || section.lease_only.unwrap_or(false);
     let target = match place(embedded, url, data_dir)? {
         Place::DataDir(data_dir) => WorkTarget::Embedded {
             data_dir,
             lease_seconds: positive(
                 "lease-seconds",
-                lease_seconds.unwrap_or(EMBEDDED_LEASE_SECONDS),
+                lease_seconds.unwrap_or(if lease_only {
+                    EMBEDDED_LEASE_ONLY_LEASE_SECONDS
+                } else {
+                    EMBEDDED_LEASE_SECONDS
+                }),
             )?,
             bucket_size: bucket_size
                 .map(|size| positive("bucket-size", size))
@@ -229,7 +256,17 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
             WorkTarget::Http { url, admin_token }
         }
     };
-    let crash_percent = args.crash_percent.or(section.crash_percent).unwrap_or(10);
+    let crash_percent = args.crash_percent.or(section.crash_percent);
+    let crash_percent = match (lease_only, crash_percent) {
+        (true, None | Some(0)) => 0,
+        (true, Some(percent)) => {
+            return Err(format!(
+                "--lease-only clients never report, heartbeat or crash: --crash-percent must be \
+                 0 or unset with --lease-only, got {percent}"
+            ))
+        }
+        (false, percent) => percent.unwrap_or(10),
+    };
     if crash_percent > 100 {
         return Err(format!(
             "--crash-percent must be 0..=100, got {crash_percent}"
@@ -268,6 +305,11 @@ pub fn resolve_work(args: &WorkArgs, config: Option<&Path>) -> Result<WorkPlan, 
     Ok(WorkPlan {
         target,
         options,
+        mode: if lease_only {
+            WorkMode::LeaseOnly
+        } else {
+            WorkMode::Drain
+        },
         timeout: Duration::from_millis(positive("timeout-ms", timeout_ms)?),
         report: common
             .report
@@ -285,7 +327,7 @@ pub async fn run_work(plan: &WorkPlan) -> Result<Report, String> {
         WorkTarget::Http { url, admin_token } => {
             let transport = HttpWork::new(url, options.clients, plan.timeout, admin_token.clone())
                 .map_err(|error| error.to_string())?;
-            Ok(work::run(Arc::new(transport), options).await)
+            Ok(work::run_mode(Arc::new(transport), options, plan.mode).await)
         }
         WorkTarget::Embedded {
             data_dir,
@@ -301,13 +343,19 @@ pub async fn run_work(plan: &WorkPlan) -> Result<Report, String> {
             if let Some(count) = max_expiries {
                 config.work.max_expiries = *count;
             }
+            if plan.mode == WorkMode::LeaseOnly {
+                // A lease-only client keeps every bucket it gets: let it hold them all (a bucket
+                // holds at least one item), so each client registers once.
+                config.work.leased_buckets_per_client_max =
+                    config.work.leased_buckets_per_client_max.max(options.items);
+            }
             let shown = data_dir.display().to_string();
             let transport = tokio::task::spawn_blocking(move || EmbeddedTransport::open(config))
                 .await
                 .map_err(|error| error.to_string())?
                 .map_err(|error| format!("opening the engine in {shown}: {error}"))?;
             let transport = Arc::new(transport);
-            let report = work::run(transport.clone(), options).await;
+            let report = work::run_mode(transport.clone(), options, plan.mode).await;
             tokio::task::spawn_blocking(move || transport.shutdown())
                 .await
                 .map_err(|error| error.to_string())?
@@ -500,6 +548,7 @@ struct WorkFile {
     items: Option<usize>,
     max_buckets: Option<usize>,
     crash_percent: Option<u64>,
+    lease_only: Option<bool>,
     deadline_seconds: Option<u64>,
     lease_seconds: Option<u64>,
     bucket_size: Option<usize>,
@@ -1001,6 +1050,72 @@ mod tests {
         assert!(resolve_work(args, None)
             .unwrap_err()
             .contains("embedded engine"));
+    }
+
+    #[test]
+    fn lease_only_gets_a_long_embedded_lease_and_refuses_crashes() {
+        let resolve = |arguments: &[&str]| {
+            let cli = parse(arguments);
+            let Command::Work(args) = &cli.command else {
+                panic!("work")
+            };
+            resolve_work(args, cli.config.as_deref())
+        };
+        let embedded = ["work", "--embedded", "--data-dir", "/tmp/x", "--lease-only"];
+        let plan = resolve(&embedded).unwrap();
+        assert_eq!(plan.mode, WorkMode::LeaseOnly);
+        assert_eq!(plan.options.crash_percent, 0);
+        assert!(matches!(
+            plan.target,
+            WorkTarget::Embedded {
+                lease_seconds: EMBEDDED_LEASE_ONLY_LEASE_SECONDS,
+                ..
+            }
+        ));
+        let plan = resolve(
+            &[
+                &embedded[..],
+                &["--lease-seconds", "9", "--crash-percent", "0"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert!(matches!(
+            plan.target,
+            WorkTarget::Embedded {
+                lease_seconds: 9,
+                ..
+            }
+        ));
+        let error = resolve(&[&embedded[..], &["--crash-percent", "10"]].concat()).unwrap_err();
+        assert!(
+            error.contains("--lease-only") && error.contains("--crash-percent"),
+            "{error}"
+        );
+        let plan = resolve(&["work", "--embedded", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(plan.mode, WorkMode::Drain);
+        assert_eq!(plan.options.crash_percent, 10);
+        assert!(matches!(
+            plan.target,
+            WorkTarget::Embedded {
+                lease_seconds: EMBEDDED_LEASE_SECONDS,
+                ..
+            }
+        ));
+        // The file's [work] section may ask for it too; a crash percentage there is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bot.toml");
+        std::fs::write(&path, "[work]\nlease_only = true\ncrash_percent = 5\n").unwrap();
+        let error = resolve(&[
+            "work",
+            "--embedded",
+            "--data-dir",
+            "/tmp/x",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(error.contains("--crash-percent"), "{error}");
     }
 
     #[test]

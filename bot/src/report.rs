@@ -293,6 +293,9 @@ pub struct WorkReport {
     pub clients: usize,
     pub max_buckets: usize,
     pub crash_percent: u64,
+    /// A `--lease-only` run (the PostgreSQL peer's W4): a lease phase instead of the drain,
+    /// clients that never report; `drain_seconds` is then the lease phase's duration.
+    pub lease_only: bool,
     /// Items the add phase added (all new keys; a known key stops the run).
     pub items_added: u64,
     pub add_seconds: f64,
@@ -306,6 +309,8 @@ pub struct WorkReport {
     pub buckets_leased: u64,
     /// `buckets_leased` per second of drain.
     pub leases_per_second: f64,
+    /// `lease_requests` per second of drain.
+    pub lease_requests_per_second: f64,
     /// Item results acknowledged by the server (a success answer to the report carrying them).
     pub results_reported: u64,
     /// `results_reported` per second of drain.
@@ -492,7 +497,38 @@ impl Report {
                 let _ = writeln!(out, "  status {status}: {count}");
             }
         }
-        if let Some(work) = &self.work {
+        if let Some(work) = self.work.as_ref().filter(|work| work.lease_only) {
+            let _ = writeln!(
+                out,
+                "  work, lease-only (no report, heartbeat or crash; the PostgreSQL W4 equivalent): \
+                 {} items, {} clients (max {} buckets per lease)",
+                work.items, work.clients, work.max_buckets
+            );
+            let _ = writeln!(
+                out,
+                "  added {} items in {:.3} s = {:.1} items/s",
+                work.items_added, work.add_seconds, work.items_added_per_second
+            );
+            let lease = self
+                .operations
+                .get("lease")
+                .map(|kind| kind.latency_us)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  leased in {:.3} s: {} buckets = {:.1} leases/s, {} lease requests = {:.1} \
+                 lease requests/s; lease latency µs p50 {} p99 {} max {}",
+                work.drain_seconds,
+                work.buckets_leased,
+                work.leases_per_second,
+                work.lease_requests,
+                work.lease_requests_per_second,
+                lease.p50,
+                lease.p99,
+                lease.max
+            );
+            let _ = writeln!(out, "  checked in {:.3} s", work.check_seconds);
+        } else if let Some(work) = &self.work {
             let _ = writeln!(
                 out,
                 "  work: {} items, {} clients (max {} buckets per lease), crash {} %: {} crashes, \

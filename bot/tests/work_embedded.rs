@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchyard_bot::cli::{run_work, WorkPlan, WorkTarget};
 use switchyard_bot::progress::ProgressMode;
 use switchyard_bot::transport::{Answer, EmbeddedTransport};
-use switchyard_bot::work::{self, ItemsPage, LeasedBucket, PoolCounts, WorkOptions};
+use switchyard_bot::work::{self, ItemsPage, LeasedBucket, PoolCounts, WorkMode, WorkOptions};
 use switchyard_bot::{Outcome, WorkTransport};
 use switchyard_engine::work::{Added, ItemResult};
 use switchyard_engine::EngineConfig;
@@ -49,6 +49,7 @@ fn embedded_work_drains_exactly_once_despite_crashes() {
             max_expiries: Some(1000),
         },
         options: options(20),
+        mode: WorkMode::Drain,
         timeout: Duration::from_secs(10),
         report: None,
     };

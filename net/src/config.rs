@@ -142,6 +142,8 @@ pub struct WorkConfig {
     pub registrations_per_minute_per_source: u32,
     /// Lease expiries after which a bucket is dead-lettered instead of reopened.
     pub max_expiries: u32,
+    /// Buckets one client may hold leased at once (a lease beyond: 400 `too_many_buckets`).
+    pub leased_buckets_per_client_max: u32,
 }
 
 /// `[market]`: BTC orders and the price feed.
@@ -330,6 +332,8 @@ impl Default for WorkConfig {
             registrations_per_minute_per_source: switchyard_engine::work::WorkConfig::default()
                 .registrations_per_minute_per_source,
             max_expiries: switchyard_engine::work::WorkConfig::default().max_expiries,
+            leased_buckets_per_client_max: switchyard_engine::work::WorkConfig::default()
+                .leased_buckets_per_client_max as u32,
         }
     }
 }
@@ -538,6 +542,11 @@ impl ServerConfig {
         at_least("work.lease_seconds", self.work.lease_seconds, 1)?;
         at_least("work.max_expiries", self.work.max_expiries, 1)?;
         at_least(
+            "work.leased_buckets_per_client_max",
+            self.work.leased_buckets_per_client_max,
+            1,
+        )?;
+        at_least(
             "market.rate_limit_per_minute",
             self.market.rate_limit_per_minute,
             1,
@@ -603,6 +612,7 @@ impl ServerConfig {
             lease_seconds: self.work.lease_seconds,
             registrations_per_minute_per_source: self.work.registrations_per_minute_per_source,
             max_expiries: self.work.max_expiries,
+            leased_buckets_per_client_max: self.work.leased_buckets_per_client_max as usize,
             ..switchyard_engine::work::WorkConfig::default()
         };
         engine
@@ -729,6 +739,7 @@ mod tests {
         assert_eq!(config.work.max_buckets_per_request, 10);
         assert_eq!(config.work.lease_seconds, 7200);
         assert_eq!(config.work.max_expiries, 5);
+        assert_eq!(config.work.leased_buckets_per_client_max, 100);
         assert_eq!(config.auth.verified_token_cache_entries, 65_536);
         assert_eq!(config.market.rate_limit_per_minute, 60);
         assert_eq!(config.market.max_price_age_seconds, 300);
@@ -758,6 +769,7 @@ mod tests {
             "engine.shards=2",
             "server.listen=127.0.0.1:0",
             "work.max_expiries=2",
+            "work.leased_buckets_per_client_max=5000",
         ])
         .expect("valid");
         assert_eq!(config.limits.max_body_bytes, 1024);
@@ -771,6 +783,7 @@ mod tests {
         assert_eq!(engine.durability_batch_ms, 5);
         assert_eq!(engine.shards, 2);
         assert_eq!(engine.work.max_expiries, 2);
+        assert_eq!(engine.work.leased_buckets_per_client_max, 5000);
     }
 
     #[test]
@@ -881,6 +894,10 @@ mod tests {
             ("market.price_source=coindesk", "market.price_source"),
             ("work.bucket_size=0", "work.bucket_size"),
             ("work.max_expiries=0", "work.max_expiries"),
+            (
+                "work.leased_buckets_per_client_max=0",
+                "work.leased_buckets_per_client_max",
+            ),
             ("social.hunter_url=ftp://example.com/v", "social.hunter_url"),
             (
                 "social.clearbit_url=example.com/find",

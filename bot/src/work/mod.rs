@@ -28,6 +28,29 @@
 //! Dead letters: a bucket that expires `work.max_expiries` times is parked by the server and its
 //! items stay pending; the drain then ends (nothing more can be leased) and the check lists those
 //! items, with the number of dead-lettered buckets in the report.
+//!
+//! **Lease-only** ([`WorkMode::LeaseOnly`], `--lease-only`): what the PostgreSQL peer's W4
+//! workload measures ("claim one unowned work bucket and set owner + expiry", no completion).
+//! The add phase is the same; then
+//!
+//! 2. **lease** (instead of the drain): `clients` tasks each register, then loop: lease up to
+//!    `max_buckets` buckets and record every bucket they got; they never report, heartbeat or
+//!    crash (`crash_percent` must be 0). A client stops when a lease answers with no bucket. The
+//!    leases must outlive the run: an embedded run's lease is 3600 s unless `--lease-seconds`
+//!    says otherwise, and its engine lets a client hold any number of buckets; a server keeps
+//!    its own `work.lease_seconds` (default 2 h) and `work.leased_buckets_per_client_max`
+//!    (default 100), which must be at least `items / clients`: a `400 too_many_buckets` ends
+//!    the run with an error naming that key.
+//! 3. **check**: every bot item was handed out in exactly one bucket across all clients (the
+//!    ledger counts hand-outs instead of results), no bucket id was handed out twice, no lease
+//!    answer held more than `max_buckets` buckets, and the server lists every bot item as
+//!    `leased` with no result. Any difference → outcome `Mismatch` (exit code 2).
+//!
+//! Its report has `lease_only: true`; `drain_seconds` then holds the lease phase's duration, so
+//! `leases_per_second` is buckets leased per second of the lease phase and
+//! `lease_requests_per_second` lease requests per second of it (the lease latency is the
+//! `lease` operation's). The leases are left to expire on the server: use a fresh data dir or
+//! server for the next run.
 
 pub mod embedded;
 pub mod http;
@@ -77,6 +100,17 @@ pub struct WorkOptions {
     /// The whole run must finish within this (expired leases included).
     pub deadline: Duration,
     pub progress: ProgressMode,
+}
+
+/// What the clients do after the add phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WorkMode {
+    /// Lease, report every item, sometimes crash; then check every item is done exactly once.
+    #[default]
+    Drain,
+    /// Lease only, never report (the PostgreSQL peer's W4); then check every item was handed
+    /// out in exactly one bucket and is `leased` on the server.
+    LeaseOnly,
 }
 
 /// A bucket as a lease hands it out.
@@ -176,12 +210,17 @@ impl From<BotError> for Failure {
 struct Shared<T> {
     transport: Arc<T>,
     options: WorkOptions,
+    mode: WorkMode,
     /// `bot-<seed>-`: the bot's keys, `prefix` + the item's number.
     prefix: String,
     started: Instant,
     recorder: Recorder,
-    /// Acknowledged results per bot item (index = the key's number).
+    /// Acknowledged results per bot item (index = the key's number); in lease-only mode, the
+    /// buckets each bot item was handed out in.
     ledger: Vec<AtomicU32>,
+    /// Lease-only: the id of every bucket handed out, one entry per hand-out (each client
+    /// appends its own when it stops).
+    bucket_ids: Mutex<Vec<u64>>,
     /// Differences seen during the drain.
     differences: Mutex<Vec<String>>,
     /// Set on the first fatal error so the other clients stop at their next operation.
@@ -269,6 +308,18 @@ impl<T: WorkTransport> Shared<T> {
         }
         self.results_reported
             .fetch_add(keys.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Lease-only: counts one hand-out of each bot item of `bucket`; returns how many there were.
+    fn hand_out(&self, bucket: &LeasedBucket) -> u64 {
+        let mut ours = 0;
+        for key in &bucket.items {
+            if let Some(number) = self.key_number(key) {
+                self.ledger[number].fetch_add(1, Ordering::Relaxed);
+                ours += 1;
+            }
+        }
+        ours
     }
 
     fn difference(&self, difference: String) {
@@ -373,17 +424,85 @@ async fn client<T: WorkTransport>(
     }
 }
 
-/// Runs the scenario against `transport`; the report's outcome says how it ended. Never panics
-/// on a server error: an unusable answer ends the run with [`Outcome::Error`], a disagreement
-/// with [`Outcome::Mismatch`].
+/// One lease-only client: registers, then leases until a lease answers with no bucket; never
+/// reports, heartbeats or crashes.
+async fn lease_only_client<T: WorkTransport>(
+    shared: Arc<Shared<T>>,
+    index: usize,
+    progress: Arc<Progress>,
+) -> Answer<()> {
+    let options = &shared.options;
+    let transport = &shared.transport;
+    let token = shared.register(index, 0).await?;
+    let mut bucket_ids = Vec::new();
+    let outcome = loop {
+        if let Err(error) = shared.going() {
+            break Err(error);
+        }
+        let answer = shared
+            .timed("lease", || transport.lease(&token, options.max_buckets))
+            .await;
+        let buckets = match answer {
+            Ok(buckets) => buckets,
+            Err(mut error) if error.code == "too_many_buckets" => {
+                error.message.push_str(
+                    " (a lease-only client keeps every bucket: raise the server's \
+                     work.leased_buckets_per_client_max to at least items / clients)",
+                );
+                break Err(error);
+            }
+            Err(error) => break Err(error),
+        };
+        shared.lease_requests.fetch_add(1, Ordering::Relaxed);
+        if buckets.is_empty() {
+            break Ok(());
+        }
+        if buckets.len() > options.max_buckets {
+            shared.difference(format!(
+                "a lease for at most {} buckets answered with {}",
+                options.max_buckets,
+                buckets.len()
+            ));
+        }
+        shared
+            .buckets_leased
+            .fetch_add(buckets.len() as u64, Ordering::Relaxed);
+        for bucket in &buckets {
+            bucket_ids.push(bucket.id);
+            progress.advance(shared.hand_out(bucket));
+        }
+    };
+    // Invariant: nothing panics while holding this lock, so it is never poisoned.
+    shared
+        .bucket_ids
+        .lock()
+        .expect("bucket ids lock")
+        .extend(bucket_ids);
+    outcome
+}
+
+/// Runs the scenario (the drain, [`WorkMode::Drain`]) against `transport`; the report's outcome
+/// says how it ended. Never panics on a server error: an unusable answer ends the run with
+/// [`Outcome::Error`], a disagreement with [`Outcome::Mismatch`].
 pub async fn run<T: WorkTransport>(transport: Arc<T>, options: WorkOptions) -> Report {
+    run_mode(transport, options, WorkMode::Drain).await
+}
+
+/// As [`run`], in either mode: [`WorkMode::LeaseOnly`] leases without reporting (`--lease-only`).
+pub async fn run_mode<T: WorkTransport>(
+    transport: Arc<T>,
+    options: WorkOptions,
+    mode: WorkMode,
+) -> Report {
     let started = Instant::now();
     let mut report = Report::new("work", transport.name(), options.seed);
     let shared = Arc::new(Shared {
         prefix: format!("bot-{}-", options.seed),
         ledger: (0..options.items).map(|_| AtomicU32::new(0)).collect(),
+        bucket_ids: Mutex::new(Vec::new()),
         transport,
         options,
+        mode,
         started,
         recorder: Recorder::default(),
         differences: Mutex::new(Vec::new()),
@@ -400,6 +519,7 @@ pub async fn run<T: WorkTransport>(transport: Arc<T>, options: WorkOptions) -> R
         clients: options.clients,
         max_buckets: options.max_buckets,
         crash_percent: options.crash_percent,
+        lease_only: mode == WorkMode::LeaseOnly,
         ..WorkReport::default()
     };
     let outcome = phases(&shared, &mut report, &mut figures).await;
@@ -410,6 +530,8 @@ pub async fn run<T: WorkTransport>(transport: Arc<T>, options: WorkOptions) -> R
     figures.leases_lost = shared.leases_lost.load(Ordering::Relaxed);
     if figures.drain_seconds > 0.0 {
         figures.leases_per_second = round1(figures.buckets_leased as f64 / figures.drain_seconds);
+        figures.lease_requests_per_second =
+            round1(figures.lease_requests as f64 / figures.drain_seconds);
         figures.results_per_second =
             round1(figures.results_reported as f64 / figures.drain_seconds);
     }
@@ -515,9 +637,11 @@ async fn phases<T: WorkTransport>(
         figures.items_added_per_second = round1(added as f64 / figures.add_seconds);
     }
 
-    let phase = Phase::start(shared, "drain");
+    let lease_only = shared.mode == WorkMode::LeaseOnly;
+    let name = if lease_only { "lease" } else { "drain" };
+    let phase = Phase::start(shared, name);
     let progress = Arc::new(Progress::start(
-        "drain",
+        name,
         options.items as u64,
         options.progress,
     ));
@@ -526,7 +650,11 @@ async fn phases<T: WorkTransport>(
             let shared = shared.clone();
             let progress = progress.clone();
             tokio::spawn(async move {
-                let outcome = client(shared.clone(), index, progress).await;
+                let outcome = if lease_only {
+                    lease_only_client(shared.clone(), index, progress).await
+                } else {
+                    client(shared.clone(), index, progress).await
+                };
                 if outcome.is_err() {
                     shared.abort.store(true, Ordering::Release);
                 }
@@ -555,6 +683,16 @@ async fn phases<T: WorkTransport>(
     if let Some(error) = first_error {
         return Err(error.into());
     }
+    if lease_only {
+        let phase = Phase::start(shared, "check");
+        let differences = check_leases(shared).await?;
+        let found = differences.len();
+        for difference in differences {
+            shared.difference(difference);
+        }
+        figures.check_seconds = phase.end(report, found);
+        return Ok(());
+    }
     figures.dead_buckets = shared
         .timed("stats", || shared.transport.pool())
         .await?
@@ -577,13 +715,19 @@ async fn phases<T: WorkTransport>(
     Ok(())
 }
 
-/// Compares the server's items with the ledger; returns every difference.
-async fn check<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Failure> {
+/// (state, results) per bot item (index = the key's number) as listed by the server, `None`
+/// for an item it does not list.
+type ServerItems = Vec<Option<(ItemState, usize)>>;
+
+/// Reads every page of the server's items; returns the bot's items and a difference for each
+/// item listed twice.
+async fn list_server<T: WorkTransport>(
+    shared: &Shared<T>,
+) -> Result<(ServerItems, Vec<String>), Failure> {
     let options = &shared.options;
     let progress = Progress::start("check", options.items as u64, options.progress);
     let mut differences = Vec::new();
-    // (state, results) per bot item, as listed by the server.
-    let mut server: Vec<Option<(ItemState, usize)>> = vec![None; options.items];
+    let mut server: ServerItems = vec![None; options.items];
     let mut cursor: Option<String> = None;
     loop {
         let page = shared
@@ -609,6 +753,12 @@ async fn check<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Fail
         }
     }
     progress.finish("");
+    Ok((server, differences))
+}
+
+/// Compares the server's items with the ledger; returns every difference.
+async fn check<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Failure> {
+    let (server, mut differences) = list_server(shared).await?;
     for (number, listed) in server.iter().enumerate() {
         match listed {
             None => differences.push(format!(
@@ -629,6 +779,50 @@ async fn check<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Fail
         if acknowledged != 1 {
             differences.push(format!(
                 "item {}: {acknowledged} acknowledged results, expected 1",
+                shared.key(number)
+            ));
+        }
+    }
+    Ok(differences)
+}
+
+/// Lease-only: compares the hand-outs with each other and with the server's items; returns every
+/// difference.
+async fn check_leases<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Failure> {
+    let mut differences = Vec::new();
+    let mut bucket_ids = std::mem::take(&mut *shared.bucket_ids.lock().expect("bucket ids lock"));
+    bucket_ids.sort_unstable();
+    for run in bucket_ids.chunk_by(|a, b| a == b) {
+        if run.len() > 1 {
+            differences.push(format!(
+                "bucket {}: handed out {} times, expected once",
+                run[0],
+                run.len()
+            ));
+        }
+    }
+    let (server, listed_twice) = list_server(shared).await?;
+    differences.extend(listed_twice);
+    for (number, listed) in server.iter().enumerate() {
+        match listed {
+            None => differences.push(format!(
+                "item {}: missing on the server",
+                shared.key(number)
+            )),
+            Some((state, results)) => {
+                if *state != ItemState::Leased || *results != 0 {
+                    differences.push(format!(
+                        "item {}: server says {} with {results} results, expected leased with 0",
+                        shared.key(number),
+                        state.as_str()
+                    ));
+                }
+            }
+        }
+        let handed_out = shared.ledger[number].load(Ordering::Relaxed);
+        if handed_out != 1 {
+            differences.push(format!(
+                "item {}: handed out in {handed_out} buckets, expected 1",
                 shared.key(number)
             ));
         }
