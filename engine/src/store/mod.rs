@@ -32,6 +32,9 @@ const META_KEY: &[u8] = b"meta";
 /// Deadlines live in the snapshot tree under this first byte (no `Kind` has it), so a snapshot
 /// and its deadline are written in one batch.
 const TIMER_TAG: u8 = 0xFF;
+/// How long `Store::open` waits for sled's file lock to be released by a previous instance
+/// in this process (see `Store::open`).
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn timer_key(key: ActorKey) -> [u8; 10] {
     let mut out = [TIMER_TAG; 10];
@@ -174,14 +177,35 @@ impl Drop for Store {
 impl Store {
     /// Opens (or creates) the store in `dir`. A store that cannot be opened or has an unknown
     /// format version is refused with a message naming the path.
+    ///
+    /// sled's own file lock is released only when its last background IO task lets go of the
+    /// previous instance, which can lag a drop in the same process (a reopen after close, under
+    /// load). The data-dir lock (`DirLock`) already excludes any other owner, so a busy sled lock
+    /// here can only be that lag: it is retried for up to `SLED_LOCK_WAIT`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            // Flushes are driven by the checkpointer; sled's own timer flush is not needed.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| Error::Store(format!("cannot open sled at {}: {e}", dir.display())))?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                // Flushes are driven by the checkpointer; sled's own timer flush is not needed.
+                .flush_every_ms(None)
+                .open();
+            match opened {
+                // sled 0.34 reports its busy lock as `Other` with this text (config.rs).
+                Err(sled::Error::Io(error))
+                    if error.to_string().starts_with("could not acquire lock")
+                        && started.elapsed() < SLED_LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => {
+                    break other.map_err(|e| {
+                        Error::Store(format!("cannot open sled at {}: {e}", dir.display()))
+                    })?
+                }
+            }
+        };
         let snapshots = db.open_tree("snapshots")?;
         let store = Store {
             db: std::mem::ManuallyDrop::new(db),
@@ -362,6 +386,23 @@ mod tests {
         assert_eq!(store.deadline(key).unwrap(), None);
         let all: Vec<(Vec<u8>, u64)> = store.scan(key).unwrap();
         assert_eq!(all, vec![(b"value".to_vec(), 7)]);
+    }
+
+    #[test]
+    fn open_waits_for_sled_to_release_a_lingering_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let lingering = sled::Config::new()
+            .path(dir.path())
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(lingering);
+        });
+        let store = Store::open(dir.path(), 1 << 20).expect("opens once the lock is released");
+        assert_eq!(store.meta().unwrap().coverage_lsn, 0);
+        release.join().unwrap();
     }
 
     #[test]
