@@ -759,30 +759,14 @@ async fn list_server<T: WorkTransport>(
 /// Compares the server's items with the ledger; returns every difference.
 async fn check<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String>, Failure> {
     let (server, mut differences) = list_server(shared).await?;
-    for (number, listed) in server.iter().enumerate() {
-        match listed {
-            None => differences.push(format!(
-                "item {}: missing on the server",
-                shared.key(number)
-            )),
-            Some((state, results)) => {
-                if *state != ItemState::Done || *results != 1 {
-                    differences.push(format!(
-                        "item {}: server says {} with {results} results, expected done with 1",
-                        shared.key(number),
-                        state.as_str()
-                    ));
-                }
-            }
-        }
-        let acknowledged = shared.ledger[number].load(Ordering::Relaxed);
-        if acknowledged != 1 {
-            differences.push(format!(
-                "item {}: {acknowledged} acknowledged results, expected 1",
-                shared.key(number)
-            ));
-        }
-    }
+    compare_items(
+        shared,
+        &server,
+        ItemState::Done,
+        1,
+        &mut differences,
+        |count| format!("{count} acknowledged results"),
+    );
     Ok(differences)
 }
 
@@ -803,29 +787,53 @@ async fn check_leases<T: WorkTransport>(shared: &Shared<T>) -> Result<Vec<String
     }
     let (server, listed_twice) = list_server(shared).await?;
     differences.extend(listed_twice);
+    compare_items(
+        shared,
+        &server,
+        ItemState::Leased,
+        0,
+        &mut differences,
+        |count| format!("handed out in {count} buckets"),
+    );
+    Ok(differences)
+}
+
+/// The per-item half of both checks: every bot item is listed in `state` with `results` results,
+/// and the ledger counts it exactly once (`counted` says what the ledger counted, for a
+/// difference).
+fn compare_items<T: WorkTransport>(
+    shared: &Shared<T>,
+    server: &[Option<(ItemState, usize)>],
+    state: ItemState,
+    results: usize,
+    differences: &mut Vec<String>,
+    counted: impl Fn(u32) -> String,
+) {
     for (number, listed) in server.iter().enumerate() {
         match listed {
             None => differences.push(format!(
                 "item {}: missing on the server",
                 shared.key(number)
             )),
-            Some((state, results)) => {
-                if *state != ItemState::Leased || *results != 0 {
+            Some((listed_state, listed_results)) => {
+                if *listed_state != state || *listed_results != results {
                     differences.push(format!(
-                        "item {}: server says {} with {results} results, expected leased with 0",
+                        "item {}: server says {} with {listed_results} results, expected {} \
+                         with {results}",
                         shared.key(number),
+                        listed_state.as_str(),
                         state.as_str()
                     ));
                 }
             }
         }
-        let handed_out = shared.ledger[number].load(Ordering::Relaxed);
-        if handed_out != 1 {
+        let count = shared.ledger[number].load(Ordering::Relaxed);
+        if count != 1 {
             differences.push(format!(
-                "item {}: handed out in {handed_out} buckets, expected 1",
-                shared.key(number)
+                "item {}: {}, expected 1",
+                shared.key(number),
+                counted(count)
             ));
         }
     }
-    Ok(differences)
 }
