@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// Version of the byte format produced by this module. Bump it when the encoding changes.
 /// 2: social snapshots keep like records, "liked" flags and post-index entries in chunks
 /// (`store::Chunked`); post like counts and user counters are recomputed at load.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: work buckets' snapshots and deadlines are packed (`store::packed`), and the pool's bucket
+/// table is stored in chunks of consecutive ids.
+pub const FORMAT_VERSION: u32 = 4;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()

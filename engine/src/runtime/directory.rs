@@ -87,6 +87,7 @@ impl<E: Entity> Directory<E> {
         shared: &Arc<Shared>,
         id: u64,
         bounded: bool,
+        created: Option<E>,
         deliver: impl FnOnce(&Addr<EntityActor<E>>),
     ) -> Result<()> {
         let mut stripe = self.stripe(id);
@@ -99,22 +100,28 @@ impl<E: Entity> Directory<E> {
             deliver(&entry.addr);
             return Ok(());
         }
-        let entry = self.activate(shared, id)?;
+        let entry = self.activate(shared, id, created)?;
         deliver(&entry.addr);
         stripe.insert(id, entry);
         Ok(())
     }
 
-    /// Loads actor `id` (snapshot or empty) and starts it on its shard with one message pending.
-    fn activate(&self, shared: &Arc<Shared>, id: u64) -> Result<Entry<E>> {
+    /// Loads actor `id` (snapshot or empty; `created`, when given, is its state and the store
+    /// has nothing for it) and starts it on its shard with one message pending.
+    fn activate(&self, shared: &Arc<Shared>, id: u64, created: Option<E>) -> Result<Entry<E>> {
         let key = ActorKey::new(E::KIND, id);
-        let state = E::load(id, &shared.store)?;
-        let snapshot_lsn = shared
-            .store
-            .snapshot_meta(key)?
-            .map(|meta| meta.lsn)
-            .unwrap_or(0);
-        let persisted_deadline = shared.store.deadline(key)?;
+        let (state, snapshot_lsn, persisted_deadline) = match created {
+            Some(state) => (state, 0, None),
+            None => (
+                E::load(id, &shared.store)?,
+                shared
+                    .store
+                    .snapshot_meta(key)?
+                    .map(|meta| meta.lsn)
+                    .unwrap_or(0),
+                shared.store.deadline(key)?,
+            ),
+        };
         let pending = Arc::new(AtomicUsize::new(1));
         let shard = &shared.shards[(mix(id) % shared.shards.len() as u64) as usize];
         let actor = EntityActor {
@@ -141,7 +148,7 @@ impl<E: Entity> Directory<E> {
         command: E::Command,
     ) -> Result<oneshot::Receiver<(Result<E::Reply>, u64)>> {
         let (reply, receiver) = oneshot::channel();
-        self.send(shared, id, true, |addr| {
+        self.send(shared, id, true, None, |addr| {
             addr.do_send(Ask {
                 command,
                 reply: Some(reply),
@@ -152,7 +159,7 @@ impl<E: Entity> Directory<E> {
 
     /// Queues `command` for actor `id` without a reply channel (one-way).
     pub(crate) fn tell(&self, shared: &Arc<Shared>, id: u64, command: E::Command) -> Result<()> {
-        self.send(shared, id, true, |addr| {
+        self.send(shared, id, true, None, |addr| {
             addr.do_send(Ask {
                 command,
                 reply: None,
@@ -199,7 +206,8 @@ pub(crate) trait AnyDirectory: Send + Sync {
 
 impl<E: Entity> AnyDirectory for Directory<E> {
     fn deliver_foreign(&self, shared: &Arc<Shared>, id: u64, event: Event, lsn: u64, floor: u64) {
-        match self.send(shared, id, false, |addr| {
+        let created = E::created_by(id, &event);
+        match self.send(shared, id, false, created, |addr| {
             addr.do_send(Foreign { event, lsn, floor })
         }) {
             Ok(()) => {}
@@ -217,7 +225,7 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         id: u64,
     ) -> Result<crossbeam_channel::Receiver<Option<TakenSnapshot>>> {
         let (reply, receiver) = crossbeam_channel::bounded(1);
-        self.send(shared, id, false, |addr| {
+        self.send(shared, id, false, None, |addr| {
             addr.do_send(TakeSnapshot { reply })
         })?;
         Ok(receiver)
@@ -232,7 +240,7 @@ impl<E: Entity> AnyDirectory for Directory<E> {
     }
 
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>) {
-        match self.send(shared, id, false, |addr| addr.do_send(Timer { ack })) {
+        match self.send(shared, id, false, None, |addr| addr.do_send(Timer { ack })) {
             Ok(()) => {}
             Err(error) => {
                 tracing::error!(%error, id, "cannot activate an actor for its timer");

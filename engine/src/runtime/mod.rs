@@ -74,6 +74,15 @@ pub struct ActorKey {
 }
 
 impl Kind {
+    /// Whether this kind's snapshots are packed: stored [`crate::store::GROUP`] ids to a sled
+    /// key instead of one header, parts and timer key per actor. For small actors created in id
+    /// order by the thousand (work buckets: one per lease), where sled's cost per key would
+    /// dominate a checkpoint; siblings in a group are created, changed and snapshotted at about
+    /// the same time, so a group is rewritten in few passes.
+    pub const fn packed(self) -> bool {
+        matches!(self, Kind::WorkBucket)
+    }
+
     pub fn from_u8(value: u8) -> Option<Kind> {
         [
             Kind::Counter,
@@ -170,6 +179,14 @@ pub trait Entity: Sized + Send + Unpin + 'static {
 
     /// Validates `command` against the state; returns the events and the reply. Must not mutate.
     fn decide(&self, command: Self::Command, ctx: &Ctx<'_>) -> Result<Decision<Self::Reply>>;
+
+    /// The state of an actor that `event`, decided by another actor, brings into being: its id
+    /// was never used before, so the store holds nothing for it and activation skips reading
+    /// it. `None` (the default) loads as usual. Used on live delivery only; replay always
+    /// loads (a snapshot may have been written after the event).
+    fn created_by(_id: u64, _event: &Event) -> Option<Self> {
+        None
+    }
 
     /// Applies an event this actor decided. Deterministic.
     fn apply(&mut self, event: &Event);

@@ -13,10 +13,16 @@
 //! A part that only grows (entries inserted or re-assigned, never removed) is kept as a
 //! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one sled key each,
 //! so a checkpoint writes the chunks that changed (usually the tail) instead of a key per entry.
+//!
+//! A kind with [`crate::runtime::Kind::packed`] keeps the same things in the packed layout
+//! (`packed`: [`GROUP`] ids' snapshots to a key, and their deadlines to another); every method
+//! here answers the same for both layouts.
 
 pub mod chunked;
+mod packed;
 
 pub use chunked::Chunked;
+pub use packed::GROUP;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::io::AsRawFd;
@@ -249,6 +255,10 @@ impl Store {
 
     /// The snapshot header of `key`, if it was ever checkpointed.
     pub fn snapshot_meta(&self, key: ActorKey) -> Result<Option<SnapshotMeta>> {
+        if key.kind.packed() {
+            let group = self.packed_group(key)?;
+            return Ok(packed::find(&group, key.id).map(|entry| SnapshotMeta { lsn: entry.lsn }));
+        }
         match self.snapshots.get(key.prefix())? {
             Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
             None => Ok(None),
@@ -257,6 +267,13 @@ impl Store {
 
     /// Reads one sub-key of an actor's snapshot.
     pub fn get<T: DeserializeOwned>(&self, key: ActorKey, sub: &[u8]) -> Result<Option<T>> {
+        if key.kind.packed() {
+            let group = self.packed_group(key)?;
+            return match packed::find(&group, key.id).and_then(|entry| entry.part(sub)) {
+                Some(bytes) => Ok(Some(codec::decode(bytes)?)),
+                None => Ok(None),
+            };
+        }
         match self.snapshots.get(key.sub_key(sub))? {
             Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
             None => Ok(None),
@@ -276,8 +293,19 @@ impl Store {
         key: ActorKey,
         sub_prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, T)>> {
-        let prefix = key.sub_key(sub_prefix);
         let mut out = Vec::new();
+        if key.kind.packed() {
+            let group = self.packed_group(key)?;
+            if let Some(entry) = packed::find(&group, key.id) {
+                for (name, value) in &entry.parts {
+                    if let Some(rest) = name.strip_prefix(sub_prefix) {
+                        out.push((rest.to_vec(), codec::decode(value)?));
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        let prefix = key.sub_key(sub_prefix);
         for item in self.snapshots.scan_prefix(&prefix) {
             let (full, value) = item?;
             out.push((full[prefix.len()..].to_vec(), codec::decode(&value)?));
@@ -289,8 +317,20 @@ impl Store {
     /// they reflect, and its deadline when it changed (`Some(None)` clears it). Not flushed.
     pub fn apply(&self, snapshots: Vec<Snapshot>) -> Result<()> {
         let mut batch = sled::Batch::default();
+        let mut packed_members: std::collections::BTreeMap<[u8; 9], Vec<Snapshot>> =
+            Default::default();
+        // Held from the first group read to the batch, so no other apply interleaves (see
+        // `packed`'s invariant).
+        let _writes = sled_writes();
         for snapshot in snapshots {
             let key = snapshot.key;
+            if key.kind.packed() {
+                packed_members
+                    .entry(packed::group_key(key))
+                    .or_default()
+                    .push(snapshot);
+                continue;
+            }
             snapshot.parts.extend_into(&mut batch);
             batch.insert(
                 &key.prefix()[..],
@@ -302,13 +342,72 @@ impl Store {
                 None => {}
             }
         }
-        let _writes = sled_writes();
+        self.pack_into(packed_members, &mut batch)?;
         self.snapshots.apply_batch(batch)?;
         Ok(())
     }
 
+    /// Merges packed kinds' snapshots into their groups (and their deadlines into their timer
+    /// groups) and puts the rewritten groups in `batch`.
+    fn pack_into(
+        &self,
+        members: std::collections::BTreeMap<[u8; 9], Vec<Snapshot>>,
+        batch: &mut sled::Batch,
+    ) -> Result<()> {
+        let mut timers: std::collections::BTreeMap<[u8; 10], Vec<(u64, Option<u64>)>> =
+            Default::default();
+        for (group_key, snapshots) in members {
+            let mut group: packed::Group<packed::Entry> =
+                packed::decode_group(self.snapshots.get(group_key)?)?;
+            for snapshot in snapshots {
+                let key = snapshot.key;
+                let entry = packed::member(&mut group, key.id);
+                entry.lsn = snapshot.lsn;
+                let header = key.prefix().len() + 1;
+                for (full, value) in snapshot.parts.ops {
+                    entry.set(&full[header..], value);
+                }
+                if let Some(deadline) = snapshot.deadline {
+                    timers
+                        .entry(packed::timer_group_key(TIMER_TAG, key))
+                        .or_default()
+                        .push((key.id, deadline));
+                }
+            }
+            batch.insert(&group_key[..], codec::encode(&group));
+        }
+        for (timer_key, changes) in timers {
+            let mut group: packed::Group<u64> =
+                packed::decode_group(self.snapshots.get(timer_key)?)?;
+            for (id, deadline) in changes {
+                match deadline {
+                    Some(deadline) => *packed::member(&mut group, id) = deadline,
+                    None => packed::remove(&mut group, id),
+                }
+            }
+            if group.is_empty() {
+                batch.remove(&timer_key[..]);
+            } else {
+                batch.insert(&timer_key[..], codec::encode(&group));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group holding packed actor `key`'s snapshot.
+    fn packed_group(&self, key: ActorKey) -> Result<packed::Group<packed::Entry>> {
+        packed::decode_group(self.snapshots.get(packed::group_key(key))?)
+    }
+
     /// The persisted deadline of one actor.
     pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
+        if key.kind.packed() {
+            let group: packed::Group<u64> = packed::decode_group(
+                self.snapshots
+                    .get(packed::timer_group_key(TIMER_TAG, key))?,
+            )?;
+            return Ok(packed::find(&group, key.id).copied());
+        }
         Ok(self.snapshots.get(timer_key(key))?.and_then(|bytes| {
             let bytes: [u8; 8] = bytes.as_ref().try_into().ok()?;
             Some(u64::from_be_bytes(bytes))
@@ -322,6 +421,15 @@ impl Store {
             let (key, value) = item?;
             let key = ActorKey::from_prefix(&key[1..])
                 .ok_or_else(|| Error::Store("timers: bad actor key".into()))?;
+            if key.kind.packed() {
+                let group: packed::Group<u64> = codec::decode(&value)?;
+                out.extend(
+                    group
+                        .into_iter()
+                        .map(|(id, deadline)| (ActorKey::new(key.kind, id), deadline)),
+                );
+                continue;
+            }
             let value: [u8; 8] = value
                 .as_ref()
                 .try_into()
@@ -386,6 +494,80 @@ mod tests {
         assert_eq!(store.deadline(key).unwrap(), None);
         let all: Vec<(Vec<u8>, u64)> = store.scan(key).unwrap();
         assert_eq!(all, vec![(b"value".to_vec(), 7)]);
+    }
+
+    #[test]
+    fn packed_snapshots_share_group_keys_and_answer_like_unpacked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ActorKey::new(Kind::WorkBucket, 3 * GROUP);
+        let sibling = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 5);
+        let stranger = ActorKey::new(Kind::WorkBucket, 4 * GROUP);
+        let snapshot = |key: ActorKey, lsn: u64, value: u64, deadline: Option<Option<u64>>| {
+            let mut parts = SnapshotBatch::default();
+            parts.put(key, b"state", &value);
+            parts.put(key, b"extra/1", &(value + 1));
+            Snapshot {
+                key,
+                lsn,
+                parts,
+                deadline,
+            }
+        };
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store
+                .apply(vec![
+                    snapshot(first, 4, 40, Some(Some(400))),
+                    snapshot(stranger, 5, 50, Some(Some(500))),
+                ])
+                .unwrap();
+            // A later pass adds a sibling to the group and changes the first member.
+            let mut parts = SnapshotBatch::default();
+            parts.remove(first, b"extra/1");
+            store
+                .apply(vec![
+                    Snapshot {
+                        key: first,
+                        lsn: 7,
+                        parts,
+                        deadline: Some(None),
+                    },
+                    snapshot(sibling, 6, 60, Some(Some(600))),
+                ])
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.snapshot_meta(first).unwrap(), Some(SnapshotMeta { lsn: 7 }));
+        assert_eq!(store.get::<u64>(first, b"state").unwrap(), Some(40));
+        assert_eq!(store.get::<u64>(first, b"extra/1").unwrap(), None);
+        assert_eq!(store.snapshot_meta(sibling).unwrap(), Some(SnapshotMeta { lsn: 6 }));
+        let extras: Vec<(Vec<u8>, u64)> = store.scan_sub(sibling, b"extra/").unwrap();
+        assert_eq!(extras, vec![(b"1".to_vec(), 61)]);
+        let absent = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 1);
+        assert_eq!(store.snapshot_meta(absent).unwrap(), None);
+        assert_eq!(store.get::<u64>(absent, b"state").unwrap(), None);
+        assert_eq!(store.deadline(first).unwrap(), None);
+        assert_eq!(store.deadline(sibling).unwrap(), Some(600));
+        assert_eq!(
+            store.deadlines().unwrap(),
+            vec![(sibling, 600), (stranger, 500)]
+        );
+        // Two groups of snapshots, one of timers (the first group's other timer was cleared,
+        // the second's is live): four keys for three actors.
+        assert_eq!(store.snapshots.len(), 4);
+        let mut parts = SnapshotBatch::default();
+        parts.put(stranger, b"state", &51u64);
+        store
+            .apply(vec![Snapshot {
+                key: stranger,
+                lsn: 8,
+                parts,
+                deadline: Some(None),
+            }])
+            .unwrap();
+        assert_eq!(store.deadlines().unwrap(), vec![(sibling, 600)]);
+        assert_eq!(store.snapshots.len(), 3, "an emptied timer group is removed");
     }
 
     #[test]

@@ -278,6 +278,21 @@ impl Entity for Bucket {
         })
     }
 
+    /// A grant that forms the bucket (`keys` given, epoch 1) names an id the pool never used.
+    fn created_by(id: u64, event: &Event) -> Option<Self> {
+        match event {
+            Event::Work(WorkEvent::LeaseGranted {
+                epoch: 1,
+                keys: Some(_),
+                ..
+            }) => Some(Bucket {
+                id,
+                ..Bucket::default()
+            }),
+            _ => None,
+        }
+    }
+
     fn decide(&self, command: BucketCommand, ctx: &Ctx<'_>) -> Result<Decision<BucketReply>> {
         match command {
             BucketCommand::Report {

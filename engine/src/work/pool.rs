@@ -10,7 +10,8 @@
 //!
 //! # Snapshot parts (separate sled keys, so a checkpoint writes only what changed)
 //! `items/<chunk u32>` (256 consecutive items: key, priority, done, history; see
-//! `ITEMS_PER_CHUNK`), `bucket/<id>` (remaining items, state, epoch, expiries), `client/<id>`,
+//! `ITEMS_PER_CHUNK`), `buckets/<chunk u64>` (the live buckets among `BUCKETS_PER_CHUNK`
+//! consecutive ids: remaining items, state, epoch, expiries), `client/<id>`,
 //! `meta` (id counters). Which bucket an item waits in is
 //! derived from the bucket parts at load; the pending set from what is left.
 //!
@@ -186,18 +187,23 @@ struct StoredItem {
     results: Vec<ResultRecord>,
 }
 
+/// One bucket in a snapshot chunk.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredBucket {
+    items: Vec<u32>,
+    state: BucketState,
+    epoch: u32,
+    expiries: u32,
+    last_client_id: u64,
+}
+
 /// A snapshot part of the pool, as stored.
 #[derive(Debug, Serialize, Deserialize)]
 enum Part {
     /// Items `chunk × ITEMS_PER_CHUNK ..` (up to `ITEMS_PER_CHUNK` of them).
     Items(Vec<StoredItem>),
-    Bucket {
-        items: Vec<u32>,
-        state: BucketState,
-        epoch: u32,
-        expiries: u32,
-        last_client_id: u64,
-    },
+    /// The live buckets (open, leased or dead) with ids `chunk × BUCKETS_PER_CHUNK ..`.
+    Buckets(Vec<(u64, StoredBucket)>),
     Client(Client),
     Meta {
         next_bucket_id: u64,
@@ -211,7 +217,11 @@ const ITEMS: &[u8] = b"items/";
 /// so a chunk of consecutive items keeps a checkpoint's work proportional to what changed
 /// with 256 times fewer keys. Changing it changes the snapshot format.
 const ITEMS_PER_CHUNK: u32 = 256;
-const BUCKET: &[u8] = b"bucket/";
+const BUCKETS: &[u8] = b"buckets/";
+/// Bucket ids per snapshot part, for the same reason: a lease of a new bucket would otherwise
+/// add a sled key, and buckets are formed in id order, so a chunk's buckets change together.
+/// Changing it changes the snapshot format.
+const BUCKETS_PER_CHUNK: u64 = 32;
 const CLIENT: &[u8] = b"client/";
 const META: &[u8] = b"meta";
 
@@ -1073,25 +1083,20 @@ impl Entity for Pool {
                         });
                     }
                 }
-                Part::Bucket {
-                    items,
-                    state,
-                    epoch,
-                    expiries,
-                    last_client_id,
-                } => {
-                    let bucket_id = id_from(&name[BUCKET.len()..])?;
-                    buckets.push((
-                        bucket_id,
-                        BucketRecord {
-                            items,
-                            state,
-                            epoch,
-                            expiries,
-                            last_client_id,
-                            order: 0,
-                        },
-                    ));
+                Part::Buckets(stored) => {
+                    buckets.extend(stored.into_iter().map(|(bucket_id, bucket)| {
+                        (
+                            bucket_id,
+                            BucketRecord {
+                                items: bucket.items,
+                                state: bucket.state,
+                                epoch: bucket.epoch,
+                                expiries: bucket.expiries,
+                                last_client_id: bucket.last_client_id,
+                                order: 0,
+                            },
+                        )
+                    }));
                 }
                 Part::Client(client) => {
                     let client_id = id_from(&name[CLIENT.len()..])?;
@@ -1416,21 +1421,32 @@ impl Entity for Pool {
                 .collect();
             batch.put(key, &sub(ITEMS, &chunk.to_be_bytes()), &Part::Items(stored));
         }
-        for bucket_id in std::mem::take(&mut self.dirty.buckets) {
-            let name = sub(BUCKET, &bucket_id.to_be_bytes());
-            match self.buckets.get(&bucket_id) {
-                Some(record) => batch.put(
-                    key,
-                    &name,
-                    &Part::Bucket {
-                        items: record.items.clone(),
-                        state: record.state,
-                        epoch: record.epoch,
-                        expiries: record.expiries,
-                        last_client_id: record.last_client_id,
-                    },
-                ),
-                None => batch.remove(key, &name),
+        let chunks: BTreeSet<u64> = std::mem::take(&mut self.dirty.buckets)
+            .into_iter()
+            .map(|bucket_id| bucket_id / BUCKETS_PER_CHUNK)
+            .collect();
+        for chunk in chunks {
+            let first = chunk * BUCKETS_PER_CHUNK;
+            let stored: Vec<(u64, StoredBucket)> = (first..first + BUCKETS_PER_CHUNK)
+                .filter_map(|bucket_id| {
+                    let record = self.buckets.get(&bucket_id)?;
+                    Some((
+                        bucket_id,
+                        StoredBucket {
+                            items: record.items.clone(),
+                            state: record.state,
+                            epoch: record.epoch,
+                            expiries: record.expiries,
+                            last_client_id: record.last_client_id,
+                        },
+                    ))
+                })
+                .collect();
+            let name = sub(BUCKETS, &chunk.to_be_bytes());
+            if stored.is_empty() {
+                batch.remove(key, &name);
+            } else {
+                batch.put(key, &name, &Part::Buckets(stored));
             }
         }
         for client_id in std::mem::take(&mut self.dirty.clients) {
