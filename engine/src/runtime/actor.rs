@@ -229,7 +229,9 @@ pub(crate) struct TakenSnapshot {
 }
 
 pub(crate) struct TakeSnapshot {
-    pub reply: crossbeam_channel::Sender<Option<TakenSnapshot>>,
+    /// Shared by every actor of one pass: each sends its key and its snapshot (`None` when
+    /// clean).
+    pub reply: crossbeam_channel::Sender<(super::ActorKey, Option<TakenSnapshot>)>,
 }
 
 impl Message for TakeSnapshot {
@@ -253,7 +255,7 @@ impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
                 deadline: changed.then_some(deadline),
             }
         });
-        let _ = message.reply.send(taken);
+        let _ = message.reply.send((self.key, taken));
         self.handled();
     }
 }

@@ -33,28 +33,37 @@ pub struct CheckpointReport {
 pub(crate) fn run_pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     let mut report = CheckpointReport::default();
     let keys = shared.tracker.take_dirty();
-    let mut waiting = Vec::with_capacity(keys.len());
+    // One reply channel for the pass: every reached actor sends its key and snapshot on it.
+    let (reply, replies) = crossbeam_channel::unbounded();
+    let mut waiting = 0;
     let mut unreachable: Vec<ActorKey> = Vec::new();
     for key in keys {
         match shared
             .directories
             .any(key.kind)
-            .take_snapshot(shared, key.id)
+            .take_snapshot(shared, key.id, &reply)
         {
-            Ok(receiver) => waiting.push((key, receiver)),
+            Ok(()) => waiting += 1,
             Err(error) => {
                 tracing::error!(%error, ?key, "cannot reach a dirty actor for its snapshot");
                 unreachable.push(key);
             }
         }
     }
+    // Only the actors' clones are left: if one is dropped unanswered (a stopped actor), `recv`
+    // fails once every other has answered, as a per-actor channel would have.
+    drop(reply);
     shared.tracker.restore_dirty(unreachable);
-    let mut taken = Vec::with_capacity(waiting.len());
+    let mut taken = Vec::with_capacity(waiting);
     let mut lsn_max = 0;
-    for (key, receiver) in waiting {
-        if let Ok(Some(snapshot)) = receiver.recv() {
-            lsn_max = lsn_max.max(snapshot.lsn);
-            taken.push((key, snapshot));
+    for _ in 0..waiting {
+        match replies.recv() {
+            Ok((key, Some(snapshot))) => {
+                lsn_max = lsn_max.max(snapshot.lsn);
+                taken.push((key, snapshot));
+            }
+            Ok((_, None)) => {}
+            Err(_) => break,
         }
     }
     if !taken.is_empty() {

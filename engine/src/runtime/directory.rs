@@ -198,7 +198,8 @@ pub(crate) trait AnyDirectory: Send + Sync {
         &self,
         shared: &Arc<Shared>,
         id: u64,
-    ) -> Result<crossbeam_channel::Receiver<Option<TakenSnapshot>>>;
+        reply: &crossbeam_channel::Sender<(ActorKey, Option<TakenSnapshot>)>,
+    ) -> Result<()>;
     fn snapshot_written(&self, id: u64, lsn: u64);
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>);
     fn active_count(&self) -> usize;
@@ -223,12 +224,13 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         &self,
         shared: &Arc<Shared>,
         id: u64,
-    ) -> Result<crossbeam_channel::Receiver<Option<TakenSnapshot>>> {
-        let (reply, receiver) = crossbeam_channel::bounded(1);
+        reply: &crossbeam_channel::Sender<(ActorKey, Option<TakenSnapshot>)>,
+    ) -> Result<()> {
         self.send(shared, id, false, None, |addr| {
-            addr.do_send(TakeSnapshot { reply })
-        })?;
-        Ok(receiver)
+            addr.do_send(TakeSnapshot {
+                reply: reply.clone(),
+            })
+        })
     }
 
     fn snapshot_written(&self, id: u64, lsn: u64) {
