@@ -20,6 +20,13 @@ use tracing_subscriber::EnvFilter;
 /// `malloc_consolidate` and arena growth were ~18% of the actor thread; with mimalloc the
 /// actor-thread CPU per like fell from 37-40 µs to 30-34 µs (A/B of one build with and without
 /// it, `switchyard-bot load --mix like=100 --connections 64 --rate 30000`).
+///
+/// Built with `no_thp`: mimalloc otherwise asks for transparent huge pages on its arenas, and
+/// every first touch of one zeroes 2 MiB in the page-fault handler (`clear_page_erms` was 13% of
+/// the actor threads' samples under a lease-only load, where each lease starts a bucket actor).
+/// Without them the same load ran at 36.3-36.7k leases/s instead of 30.5-31.8k, with ~10% less
+/// peak RSS (alternating runs of `switchyard-bot work --lease-only`, 200,000 one-item buckets,
+/// 64 clients, `MIMALLOC_ALLOW_THP=0|1`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
