@@ -180,6 +180,7 @@ impl Engine {
             wal,
             store,
             tracker: Tracker::default(),
+            passes: Default::default(),
             timers: Timers::default(),
             clock,
             config,

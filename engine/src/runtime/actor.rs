@@ -30,6 +30,8 @@ pub(crate) struct EntityActor<E: Entity> {
     pub dirty_floor: Option<u64>,
     /// Highest LSN of a snapshot of this actor written to sled.
     pub snapshot_written: u64,
+    /// The last snapshot taken and not yet known written: its pass and its LSN.
+    pub snapshot_taken: Option<(u64, u64)>,
     /// Clock time of the last handled message, for passivation.
     pub last_active_ms: u64,
     /// The deadline registered in the timer index for this actor.
@@ -145,6 +147,12 @@ impl<E: Entity> EntityActor<E> {
             .clock
             .now_ms()
             .saturating_sub(self.last_active_ms);
+        if let Some((pass, lsn)) = self.snapshot_taken {
+            if self.shared.passes.is_written(pass) {
+                self.snapshot_written = self.snapshot_written.max(lsn);
+                self.snapshot_taken = None;
+            }
+        }
         let clean = self.dirty_floor.is_none() && self.snapshot_written >= self.last_applied;
         if idle_ms >= self.shared.config.passivate_after_ms
             && clean
@@ -229,9 +237,7 @@ pub(crate) struct TakenSnapshot {
 }
 
 pub(crate) struct TakeSnapshot {
-    /// Shared by every actor of one pass: each sends its key and its snapshot (`None` when
-    /// clean).
-    pub reply: crossbeam_channel::Sender<(super::ActorKey, Option<TakenSnapshot>)>,
+    pub reply: super::checkpoint::SnapshotReply,
 }
 
 impl Message for TakeSnapshot {
@@ -248,6 +254,7 @@ impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
             let deadline = self.state.next_deadline();
             let changed = deadline != self.persisted_deadline;
             self.persisted_deadline = deadline;
+            self.snapshot_taken = Some((self.shared.passes.current(), self.last_applied));
             TakenSnapshot {
                 batch,
                 lsn: self.last_applied,
@@ -255,25 +262,7 @@ impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
                 deadline: changed.then_some(deadline),
             }
         });
-        let _ = message.reply.send((self.key, taken));
-        self.handled();
-    }
-}
-
-/// The checkpointer wrote this actor's snapshot at `lsn` to sled.
-pub(crate) struct SnapshotWritten {
-    pub lsn: u64,
-}
-
-impl Message for SnapshotWritten {
-    type Result = ();
-}
-
-impl<E: Entity> Handler<SnapshotWritten> for EntityActor<E> {
-    type Result = ();
-
-    fn handle(&mut self, message: SnapshotWritten, _: &mut Self::Context) {
-        self.snapshot_written = self.snapshot_written.max(message.lsn);
+        message.reply.send(self.key, taken);
         self.handled();
     }
 }

@@ -6,16 +6,123 @@
 //! 2. Wait until the WAL is durable up to the highest LSN those snapshots reflect (a snapshot
 //!    must never contain state a crash could lose from the WAL).
 //! 3. Apply all snapshots to sled in one batch and flush.
-//! 4. Release the snapshots' holds; tell each actor its snapshot is written (it may passivate).
+//! 4. Release the snapshots' holds; publish the pass as written ([`Passes`]): an actor whose
+//!    snapshot was taken in it may now passivate.
 //! 5. Compute coverage, write and flush `meta.coverage_lsn`, then remove covered WAL segments.
 //!
+//! The replies of step 1 gather in one [`Collector`] per pass, and step 4 is one atomic store:
+//! a pass costs each dirty actor one message, and wakes the checkpointer once, not per actor.
+//!
 //! A failed sled write or flush stops checkpointing (holds stay taken, so no WAL segment is ever
-//! removed) and is reported; the WAL keeps everything, so nothing is lost.
+//! removed) and is reported; the WAL keeps everything, so nothing is lost. No pass is published
+//! as written after a failed one, so no actor passivates with a snapshot sled may lack.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
+use super::actor::TakenSnapshot;
 use super::{ActorKey, Shared};
 use crate::error::Result;
+
+/// Pass numbers: the one being taken, and the last one whose snapshots are flushed to sled with
+/// every pass before it.
+#[derive(Debug, Default)]
+pub(crate) struct Passes {
+    taken: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicBool,
+}
+
+impl Passes {
+    /// The pass whose snapshots are being taken now (passes do not overlap: `pass_lock`).
+    pub fn current(&self) -> u64 {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Whether every snapshot taken in `pass` is flushed to sled.
+    pub fn is_written(&self, pass: u64) -> bool {
+        self.written.load(Ordering::Acquire) >= pass
+    }
+}
+
+/// Gathers the snapshots of one pass. Every reached actor answers exactly once through its
+/// [`SnapshotReply`] (an unanswered one, dropped with its message, counts as an empty answer);
+/// the checkpointer is woken when the last one is in.
+#[derive(Default)]
+pub(crate) struct Collector {
+    state: Mutex<Gathered>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Gathered {
+    taken: Vec<(ActorKey, TakenSnapshot)>,
+    /// Answers outstanding, plus one held by the checkpointer until it has asked everyone.
+    outstanding: usize,
+}
+
+impl Collector {
+    fn new() -> Arc<Collector> {
+        let collector = Arc::new(Collector::default());
+        collector.lock().outstanding = 1;
+        collector
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Gathered> {
+        // Nothing panics while holding it.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn answer(&self, taken: Option<(ActorKey, TakenSnapshot)>) {
+        let mut state = self.lock();
+        state.taken.extend(taken);
+        state.outstanding -= 1;
+        if state.outstanding == 0 {
+            self.done.notify_one();
+        }
+    }
+
+    /// Gives up the checkpointer's own share and waits for every answer.
+    fn wait(&self) -> Vec<(ActorKey, TakenSnapshot)> {
+        let mut state = self.lock();
+        state.outstanding -= 1;
+        while state.outstanding > 0 {
+            state = self
+                .done
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        std::mem::take(&mut state.taken)
+    }
+}
+
+/// One actor's way to answer a pass; answers "nothing" if dropped unanswered.
+pub(crate) struct SnapshotReply {
+    collector: Option<Arc<Collector>>,
+}
+
+impl SnapshotReply {
+    pub fn new(collector: &Arc<Collector>) -> SnapshotReply {
+        collector.lock().outstanding += 1;
+        SnapshotReply {
+            collector: Some(collector.clone()),
+        }
+    }
+
+    pub fn send(mut self, key: ActorKey, taken: Option<TakenSnapshot>) {
+        if let Some(collector) = self.collector.take() {
+            collector.answer(taken.map(|taken| (key, taken)));
+        }
+    }
+}
+
+impl Drop for SnapshotReply {
+    fn drop(&mut self) {
+        if let Some(collector) = self.collector.take() {
+            collector.answer(None);
+        }
+    }
+}
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,50 +138,39 @@ pub struct CheckpointReport {
 }
 
 pub(crate) fn run_pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
+    let result = pass(shared);
+    if result.is_err() {
+        shared.passes.failed.store(true, Ordering::Release);
+    }
+    result
+}
+
+fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     let mut report = CheckpointReport::default();
+    let pass = shared.passes.taken.fetch_add(1, Ordering::AcqRel) + 1;
     let keys = shared.tracker.take_dirty();
-    // One reply channel for the pass: every reached actor sends its key and snapshot on it.
-    let (reply, replies) = crossbeam_channel::unbounded();
-    let mut waiting = 0;
+    let collector = Collector::new();
     let mut unreachable: Vec<ActorKey> = Vec::new();
     for key in keys {
-        match shared
+        if let Err(error) = shared
             .directories
             .any(key.kind)
-            .take_snapshot(shared, key.id, &reply)
+            .take_snapshot(shared, key.id, &collector)
         {
-            Ok(()) => waiting += 1,
-            Err(error) => {
-                tracing::error!(%error, ?key, "cannot reach a dirty actor for its snapshot");
-                unreachable.push(key);
-            }
+            tracing::error!(%error, ?key, "cannot reach a dirty actor for its snapshot");
+            unreachable.push(key);
         }
     }
-    // Only the actors' clones are left: if one is dropped unanswered (a stopped actor), `recv`
-    // fails once every other has answered, as a per-actor channel would have.
-    drop(reply);
     shared.tracker.restore_dirty(unreachable);
-    let mut taken = Vec::with_capacity(waiting);
-    let mut lsn_max = 0;
-    for _ in 0..waiting {
-        match replies.recv() {
-            Ok((key, Some(snapshot))) => {
-                lsn_max = lsn_max.max(snapshot.lsn);
-                taken.push((key, snapshot));
-            }
-            Ok((_, None)) => {}
-            Err(_) => break,
-        }
-    }
+    let taken = collector.wait();
     if !taken.is_empty() {
+        let lsn_max = taken.iter().map(|(_, snapshot)| snapshot.lsn).max().unwrap_or(0);
         shared.wal.wait_durable_blocking(lsn_max)?;
         let mut floors = Vec::with_capacity(taken.len());
-        let mut written = Vec::with_capacity(taken.len());
         let mut batches = Vec::with_capacity(taken.len());
         for (key, snapshot) in taken {
             report.parts += snapshot.batch.len();
             floors.push(snapshot.floor);
-            written.push((key, snapshot.lsn));
             batches.push(crate::store::Snapshot {
                 key,
                 lsn: snapshot.lsn,
@@ -82,18 +178,15 @@ pub(crate) fn run_pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
                 deadline: snapshot.deadline,
             });
         }
+        report.snapshots = batches.len();
         shared.store.apply(batches)?;
         shared.store.flush()?;
         for floor in floors {
             shared.tracker.release(floor);
         }
-        report.snapshots = written.len();
-        for (key, lsn) in written {
-            shared
-                .directories
-                .any(key.kind)
-                .snapshot_written(key.id, lsn);
-        }
+    }
+    if !shared.passes.failed.load(Ordering::Acquire) {
+        shared.passes.written.store(pass, Ordering::Release);
     }
     let next_lsn = shared.wal.next_lsn();
     let coverage = shared.tracker.coverage(next_lsn);

@@ -14,8 +14,9 @@ use actix::{Actor, Addr};
 use tokio::sync::oneshot;
 
 use super::actor::{
-    Ask, EntityActor, Foreign, SnapshotWritten, TakeSnapshot, TakenSnapshot, Timer,
+    Ask, EntityActor, Foreign, TakeSnapshot, Timer,
 };
+use super::checkpoint::{Collector, SnapshotReply};
 use super::{ActorKey, Entity, Event, Kind, Shared};
 use crate::error::{Error, Result};
 
@@ -132,6 +133,7 @@ impl<E: Entity> Directory<E> {
             last_applied: snapshot_lsn,
             dirty_floor: None,
             snapshot_written: snapshot_lsn,
+            snapshot_taken: None,
             last_active_ms: shared.clock.now_ms(),
             deadline: None,
             persisted_deadline,
@@ -194,13 +196,13 @@ impl<E: Entity> Directory<E> {
 /// Kind-erased operations the runtime needs on any directory.
 pub(crate) trait AnyDirectory: Send + Sync {
     fn deliver_foreign(&self, shared: &Arc<Shared>, id: u64, event: Event, lsn: u64, floor: u64);
+    /// Asks actor `id` for its snapshot; it answers through `collector`.
     fn take_snapshot(
         &self,
         shared: &Arc<Shared>,
         id: u64,
-        reply: &crossbeam_channel::Sender<(ActorKey, Option<TakenSnapshot>)>,
+        collector: &Arc<Collector>,
     ) -> Result<()>;
-    fn snapshot_written(&self, id: u64, lsn: u64);
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>);
     fn active_count(&self) -> usize;
 }
@@ -224,21 +226,13 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         &self,
         shared: &Arc<Shared>,
         id: u64,
-        reply: &crossbeam_channel::Sender<(ActorKey, Option<TakenSnapshot>)>,
+        collector: &Arc<Collector>,
     ) -> Result<()> {
         self.send(shared, id, false, None, |addr| {
             addr.do_send(TakeSnapshot {
-                reply: reply.clone(),
+                reply: SnapshotReply::new(collector),
             })
         })
-    }
-
-    fn snapshot_written(&self, id: u64, lsn: u64) {
-        let stripe = self.stripe(id);
-        if let Some(entry) = stripe.get(&id) {
-            entry.pending.fetch_add(1, Ordering::AcqRel);
-            entry.addr.do_send(SnapshotWritten { lsn });
-        }
     }
 
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>) {

@@ -221,6 +221,7 @@ pub(crate) struct Shared {
     pub wal: Wal,
     pub store: Store,
     pub tracker: tracker::Tracker,
+    pub passes: checkpoint::Passes,
     pub timers: timers::Timers,
     pub clock: SharedClock,
     pub config: EngineConfig,
