@@ -70,7 +70,9 @@ impl Collector {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Gathered> {
         // Nothing panics while holding it.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn answer(&self, taken: Option<(ActorKey, TakenSnapshot)>) {
@@ -164,7 +166,11 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     shared.tracker.restore_dirty(unreachable);
     let taken = collector.wait();
     if !taken.is_empty() {
-        let lsn_max = taken.iter().map(|(_, snapshot)| snapshot.lsn).max().unwrap_or(0);
+        let lsn_max = taken
+            .iter()
+            .map(|(_, snapshot)| snapshot.lsn)
+            .max()
+            .unwrap_or(0);
         shared.wal.wait_durable_blocking(lsn_max)?;
         let mut floors = Vec::with_capacity(taken.len());
         let mut batches = Vec::with_capacity(taken.len());

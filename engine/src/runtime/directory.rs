@@ -1,6 +1,7 @@
 //! The directory: id → running actor, per kind. Activates an actor on its first message (load
-//! snapshot or create empty) on the shard its id hashes to, counts its pending messages (the
-//! mailbox bound), and removes it on passivation.
+//! snapshot or create empty; or, for an event that creates it per `Entity::created_by`, the
+//! state that event gives, without reading the store) on the shard its id hashes to, counts its
+//! pending messages (the mailbox bound), and removes it on passivation.
 //!
 //! Invariant: an actor is added, looked up, and removed only under its stripe's lock, and the
 //! pending count is raised under that lock before a message is queued; so a passivating actor
@@ -13,9 +14,7 @@ use std::sync::{Arc, Mutex};
 use actix::{Actor, Addr};
 use tokio::sync::oneshot;
 
-use super::actor::{
-    Ask, EntityActor, Foreign, TakeSnapshot, Timer,
-};
+use super::actor::{Ask, EntityActor, Foreign, TakeSnapshot, Timer};
 use super::checkpoint::{Collector, SnapshotReply};
 use super::{ActorKey, Entity, Event, Kind, Shared};
 use crate::error::{Error, Result};

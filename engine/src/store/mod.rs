@@ -538,10 +538,16 @@ mod tests {
             store.flush().unwrap();
         }
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(store.snapshot_meta(first).unwrap(), Some(SnapshotMeta { lsn: 7 }));
+        assert_eq!(
+            store.snapshot_meta(first).unwrap(),
+            Some(SnapshotMeta { lsn: 7 })
+        );
         assert_eq!(store.get::<u64>(first, b"state").unwrap(), Some(40));
         assert_eq!(store.get::<u64>(first, b"extra/1").unwrap(), None);
-        assert_eq!(store.snapshot_meta(sibling).unwrap(), Some(SnapshotMeta { lsn: 6 }));
+        assert_eq!(
+            store.snapshot_meta(sibling).unwrap(),
+            Some(SnapshotMeta { lsn: 6 })
+        );
         let extras: Vec<(Vec<u8>, u64)> = store.scan_sub(sibling, b"extra/").unwrap();
         assert_eq!(extras, vec![(b"1".to_vec(), 61)]);
         let absent = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 1);
@@ -567,7 +573,11 @@ mod tests {
             }])
             .unwrap();
         assert_eq!(store.deadlines().unwrap(), vec![(sibling, 600)]);
-        assert_eq!(store.snapshots.len(), 3, "an emptied timer group is removed");
+        assert_eq!(
+            store.snapshots.len(),
+            3,
+            "an emptied timer group is removed"
+        );
     }
 
     #[test]
