@@ -203,3 +203,48 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Kind;
+    use crate::store::SnapshotBatch;
+
+    fn taken(lsn: u64) -> TakenSnapshot {
+        TakenSnapshot {
+            batch: SnapshotBatch::default(),
+            lsn,
+            floor: lsn,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn a_pass_waits_for_every_answer_and_counts_a_dropped_reply_as_none() {
+        let collector = Collector::new();
+        let answered = SnapshotReply::new(&collector);
+        let clean = SnapshotReply::new(&collector);
+        let dropped = SnapshotReply::new(&collector);
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiter = {
+            let collector = collector.clone();
+            std::thread::spawn(move || done.send(collector.wait()).unwrap())
+        };
+        answered.send(ActorKey::new(Kind::Counter, 1), Some(taken(7)));
+        clean.send(ActorKey::new(Kind::Counter, 2), None);
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(100))
+                .is_err(),
+            "the pass must not end while a reply is outstanding"
+        );
+        drop(dropped);
+        let gathered = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the last reply, dropped unanswered, ends the wait");
+        waiter.join().unwrap();
+        assert_eq!(gathered.len(), 1);
+        assert_eq!(gathered[0].0, ActorKey::new(Kind::Counter, 1));
+        assert_eq!(gathered[0].1.lsn, 7);
+    }
+}
