@@ -326,7 +326,7 @@ impl Store {
             let key = snapshot.key;
             if key.kind.packed() {
                 packed_members
-                    .entry(packed::group_key(key))
+                    .entry(packed::group_of(key).prefix())
                     .or_default()
                     .push(snapshot);
                 continue;
@@ -369,7 +369,7 @@ impl Store {
                 }
                 if let Some(deadline) = snapshot.deadline {
                     timers
-                        .entry(packed::timer_group_key(TIMER_TAG, key))
+                        .entry(timer_key(packed::group_of(key)))
                         .or_default()
                         .push((key.id, deadline));
                 }
@@ -396,16 +396,14 @@ impl Store {
 
     /// The group holding packed actor `key`'s snapshot.
     fn packed_group(&self, key: ActorKey) -> Result<packed::Group<packed::Entry>> {
-        packed::decode_group(self.snapshots.get(packed::group_key(key))?)
+        packed::decode_group(self.snapshots.get(packed::group_of(key).prefix())?)
     }
 
     /// The persisted deadline of one actor.
     pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
         if key.kind.packed() {
-            let group: packed::Group<u64> = packed::decode_group(
-                self.snapshots
-                    .get(packed::timer_group_key(TIMER_TAG, key))?,
-            )?;
+            let group: packed::Group<u64> =
+                packed::decode_group(self.snapshots.get(timer_key(packed::group_of(key)))?)?;
             return Ok(packed::find(&group, key.id).copied());
         }
         Ok(self.snapshots.get(timer_key(key))?.and_then(|bytes| {

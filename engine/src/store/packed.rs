@@ -58,14 +58,10 @@ impl Entry {
 /// A group's entries (or timers), sorted by id.
 pub(super) type Group<T> = Vec<(u64, T)>;
 
-pub(super) fn group_key(key: ActorKey) -> [u8; 9] {
-    ActorKey::new(key.kind, key.id / GROUP).prefix()
-}
-
-pub(super) fn timer_group_key(tag: u8, key: ActorKey) -> [u8; 10] {
-    let mut out = [tag; 10];
-    out[1..].copy_from_slice(&group_key(key));
-    out
+/// The group `key` belongs to, named like an actor of its kind (id = group number), so its
+/// sled keys are that name's snapshot header key and timer key.
+pub(super) fn group_of(key: ActorKey) -> ActorKey {
+    ActorKey::new(key.kind, key.id / GROUP)
 }
 
 pub(super) fn decode_group<T: serde::de::DeserializeOwned>(
