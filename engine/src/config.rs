@@ -80,6 +80,11 @@ pub struct EngineConfig {
     pub wal_preallocate: bool,
     /// sled's page cache size.
     pub sled_cache_bytes: u64,
+    /// Start even when the WAL ends below the highest LSN sled snapshots reflect (acknowledged
+    /// records lost by the disk or a truncated log): the engine goes on above that LSN, keeping
+    /// what the snapshots hold. Off by default, so such a loss stops start-up with both LSNs
+    /// named; an operator turns it on once, knowingly.
+    pub recovery_accept_wal_loss: bool,
     /// The social workload's ground rules and password hashing cost.
     pub social: crate::social::SocialConfig,
     /// The work workload's limits (`work.*`).
@@ -102,6 +107,7 @@ impl EngineConfig {
             wal_queue_depth_max: 65_536,
             wal_preallocate: true,
             sled_cache_bytes: 256 * 1024 * 1024,
+            recovery_accept_wal_loss: false,
             social: crate::social::SocialConfig::default(),
             work: crate::work::WorkConfig::default(),
         }

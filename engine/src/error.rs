@@ -42,6 +42,11 @@ pub enum Error {
     /// The engine is shutting down or not ready; nothing changed.
     #[error("engine unavailable: {0}")]
     Unavailable(&'static str),
+    /// The engine stopped taking commands after a fault it cannot repair while running (a
+    /// poisoned WAL, a failed checkpoint pass, an event that could not reach its actor);
+    /// nothing changed. Everything acknowledged is in the WAL; a restart recovers.
+    #[error("the engine stopped after a fault ({0}); restart it to recover")]
+    Stopped(String),
     /// An I/O error. After a failed WAL write or fdatasync the WAL is poisoned and every later
     /// write fails with this variant.
     #[error("i/o error in {context}: {source}")]

@@ -52,6 +52,7 @@ pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod failpoints;
 pub mod metrics;
 pub mod runtime;
 pub mod social;
@@ -129,7 +130,6 @@ struct Inner {
     timer_thread: Mutex<Option<JoinHandle<()>>>,
     background: Arc<Background>,
     pass_lock: Arc<Mutex<()>>,
-    checkpoint_failed: Arc<AtomicBool>,
     closed: AtomicBool,
     recovery: RecoveryInfo,
     post_ids: social::PostIds,
@@ -163,11 +163,18 @@ impl Engine {
         let store = Store::open(&config.data_dir.join("sled"), config.sled_cache_bytes)?;
         let meta = store.meta()?;
         let mut replay = Replay::new(&store);
-        let (wal, report) = Wal::open(config.wal_config(), meta.coverage_lsn, |lsn, payload| {
+        let from = wal::RecoveryFrom {
+            after_lsn: meta.coverage_lsn,
+            durable_floor: store.snapshot_lsn_max(),
+            accept_loss: config.recovery_accept_wal_loss,
+        };
+        let (wal, report) = Wal::open_from(config.wal_config(), from, |lsn, payload| {
             replay.apply_record(lsn, payload)
         })?;
         let records_replayed = replay.records;
         let events_applied = replay.events_applied;
+        failpoints::check(failpoints::OPEN_CHECKPOINT)
+            .map_err(|error| Error::Store(error.to_string()))?;
         let actors_restored = replay.checkpoint()?;
         let last_lsn = wal.next_lsn() - 1;
         if last_lsn > meta.coverage_lsn {
@@ -177,6 +184,7 @@ impl Engine {
         let post_ids = social::PostIds::new(social::posts::PostIndex::next_post_id(&store)?);
         let (system, system_thread, shards) = start_actor_system(config.shards)?;
         let shared = Arc::new(Shared {
+            fault: Default::default(),
             wal,
             store,
             tracker: Tracker::default(),
@@ -196,13 +204,8 @@ impl Engine {
             wake: Condvar::new(),
         });
         let pass_lock = Arc::new(Mutex::new(()));
-        let checkpoint_failed = Arc::new(AtomicBool::new(false));
-        let checkpointer = spawn_checkpointer(
-            shared.clone(),
-            background.clone(),
-            pass_lock.clone(),
-            checkpoint_failed.clone(),
-        )?;
+        let checkpointer =
+            spawn_checkpointer(shared.clone(), background.clone(), pass_lock.clone())?;
         let timer_thread = spawn_timer_thread(shared.clone(), background.clone())?;
         let recovery = RecoveryInfo {
             coverage_lsn: meta.coverage_lsn,
@@ -224,7 +227,6 @@ impl Engine {
                 timer_thread: Mutex::new(Some(timer_thread)),
                 background,
                 pass_lock,
-                checkpoint_failed,
                 closed: AtomicBool::new(false),
                 recovery,
                 post_ids,
@@ -240,11 +242,15 @@ impl Engine {
         &self.inner.recovery
     }
 
-    /// True while the engine accepts writes: not shut down, WAL not poisoned, checkpoints working.
+    /// True while the engine accepts commands: not shut down and not stopped by a fault (a
+    /// poisoned WAL, a failed checkpoint pass, an event that could not reach its actor).
     pub fn is_ready(&self) -> bool {
-        !self.inner.closed.load(Ordering::Acquire)
-            && !self.inner.shared.wal.is_poisoned()
-            && !self.inner.checkpoint_failed.load(Ordering::Acquire)
+        !self.inner.closed.load(Ordering::Acquire) && self.inner.shared.stopped().is_none()
+    }
+
+    /// Why the engine stopped taking commands, if it did (see [`Engine::is_ready`]).
+    pub fn fault(&self) -> Option<String> {
+        self.inner.shared.stopped().map(|error| error.to_string())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -355,6 +361,12 @@ impl Engine {
             "# TYPE switchyard_ready gauge\nswitchyard_ready {}",
             u8::from(self.is_ready())
         );
+        let _ = writeln!(
+            out,
+            "# HELP switchyard_stopped 1 once a fault stopped the engine (see the log).\n\
+             # TYPE switchyard_stopped gauge\nswitchyard_stopped {}",
+            u8::from(shared.stopped().is_some())
+        );
     }
 
     /// Stops the engine in order: stop the checkpointer, sync the WAL, take a last checkpoint,
@@ -372,8 +384,13 @@ impl Engine {
             }
         }
         let shared = &inner.shared;
-        let mut outcome = shared.wal.sync();
-        if outcome.is_ok() && !inner.checkpoint_failed.load(Ordering::Acquire) {
+        // After a fault the last pass is skipped (and reported): a restart recovers from the
+        // WAL, which keeps everything the skipped pass would have covered.
+        let mut outcome = match shared.stopped() {
+            Some(stopped) => Err(stopped),
+            None => shared.wal.sync(),
+        };
+        if outcome.is_ok() {
             let _pass = inner.pass_lock.lock().expect("pass lock not poisoned");
             outcome = checkpoint::run_pass(shared).map(|_| ());
         }
@@ -452,7 +469,6 @@ fn spawn_checkpointer(
     shared: Arc<Shared>,
     background: Arc<Background>,
     pass_lock: Arc<Mutex<()>>,
-    failed: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>> {
     let interval = Duration::from_millis(shared.config.checkpoint_interval_ms);
     std::thread::Builder::new()
@@ -463,8 +479,8 @@ fn spawn_checkpointer(
             }
             let _pass = pass_lock.lock().expect("pass lock not poisoned");
             if let Err(error) = checkpoint::run_pass(&shared) {
-                tracing::error!(%error, "checkpoint failed; checkpointing stops, the WAL keeps every change");
-                failed.store(true, Ordering::Release);
+                // run_pass latched the engine's fault; the WAL keeps every change.
+                tracing::error!(%error, "checkpoint failed; checkpointing stops");
                 return;
             }
         })
@@ -481,6 +497,10 @@ fn spawn_timer_thread(shared: Arc<Shared>, background: Arc<Background>) -> Resul
         .spawn(move || loop {
             if background.sleep(interval) {
                 return;
+            }
+            if shared.stopped().is_some() {
+                // Stopped engines run no commands; the timers fire after the restart.
+                continue;
             }
             let due = shared
                 .timers

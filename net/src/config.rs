@@ -188,6 +188,9 @@ pub struct EngineSection {
     pub wal_preallocate: bool,
     /// sled's page cache.
     pub sled_cache_bytes: u64,
+    /// Start even though the WAL ends below what sled snapshots reflect (acknowledged records
+    /// lost); off, such a start-up is refused naming both LSNs. An operator's one-time choice.
+    pub recovery_accept_wal_loss: bool,
 }
 
 /// `[server]`: the process itself.
@@ -366,6 +369,7 @@ impl Default for EngineSection {
             wal_queue_depth_max: engine.wal_queue_depth_max,
             wal_preallocate: engine.wal_preallocate,
             sled_cache_bytes: engine.sled_cache_bytes,
+            recovery_accept_wal_loss: engine.recovery_accept_wal_loss,
         }
     }
 }
@@ -599,6 +603,7 @@ impl ServerConfig {
         engine.wal_queue_depth_max = section.wal_queue_depth_max;
         engine.wal_preallocate = section.wal_preallocate;
         engine.sled_cache_bytes = section.sled_cache_bytes;
+        engine.recovery_accept_wal_loss = section.recovery_accept_wal_loss;
         engine.social = switchyard_engine::social::SocialConfig {
             max_posts_per_user: self.limits.max_posts_per_user,
             max_likes_per_user: self.limits.max_likes_per_user,

@@ -238,6 +238,10 @@ impl ApiError {
             EngineError::Unavailable(what) => {
                 ApiError::unavailable(format!("engine unavailable: {what}"))
             }
+            // The reason (logged once, when the fault happened) may name files: not shown.
+            EngineError::Stopped(_) => ApiError::unavailable(
+                "the engine stopped after a fault and refuses commands until it is restarted",
+            ),
             error @ (EngineError::Io { .. }
             | EngineError::Corruption { .. }
             | EngineError::Store(_)
@@ -319,6 +323,7 @@ mod tests {
             },
             EngineError::Overloaded("mailbox"),
             EngineError::Unavailable("shutting down"),
+            EngineError::Stopped("a checkpoint pass failed: sled".into()),
             EngineError::io("wal write", std::io::Error::other("disk")),
             EngineError::Corruption {
                 path: PathBuf::from("wal/1.log"),
@@ -339,6 +344,7 @@ mod tests {
                 | EngineError::RateLimited { .. }
                 | EngineError::Overloaded(_)
                 | EngineError::Unavailable(_)
+                | EngineError::Stopped(_)
                 | EngineError::Io { .. }
                 | EngineError::Corruption { .. }
                 | EngineError::Store(_)
@@ -360,6 +366,7 @@ mod tests {
             (429, "rate_limited", true),
             (503, "overloaded", true),
             (503, "unavailable", true),
+            (503, "unavailable", true),
             (500, "internal", false),
             (500, "internal", false),
             (500, "internal", false),
@@ -373,7 +380,7 @@ mod tests {
             assert_eq!(api.status.as_u16(), *status, "{shown}");
             assert_eq!(api.code, *code, "{shown}");
             assert_eq!(api.retry_after_seconds.is_some(), *retry_after, "{shown}");
-            if *status == 500 {
+            if *status >= 500 {
                 assert!(!api.message.contains("disk") && !api.message.contains("sled"));
             }
         }

@@ -103,6 +103,8 @@ fn init_tracing() {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Test builds only (the engine's `failpoints` feature): arm what FAILPOINTS names.
+    switchyard_engine::failpoints::from_env();
     let flags = Flags {
         listen: args.listen,
         data_dir: args.data_dir,

@@ -60,6 +60,9 @@ impl<E: Entity> EntityActor<E> {
 
     /// Steps 2–4: decide, log, apply, deliver. Returns the result and the LSN to wait for.
     fn run_command(&mut self, command: E::Command) -> (Result<E::Reply>, u64) {
+        if let Some(stopped) = self.shared.stopped() {
+            return (Err(stopped), self.last_applied);
+        }
         let ctx = Ctx {
             key: self.key,
             now_ms: self.shared.clock.now_ms(),
@@ -104,19 +107,31 @@ impl<E: Entity> EntityActor<E> {
         if newly_dirty {
             self.dirty_floor = Some(floor);
         }
+        let mut undelivered = None;
         for (key, event) in record.entries {
             if key == self.key {
                 self.state.apply(&event);
-            } else {
-                shared
-                    .directories
-                    .any(key.kind)
-                    .deliver_foreign(shared, key.id, event, lsn, floor);
+            } else if let Err(error) = shared
+                .directories
+                .any(key.kind)
+                .deliver_foreign(shared, key.id, event, lsn, floor)
+            {
+                // The event is durable (or will be) in the WAL and keeps its hold, so its
+                // segment stays and replay applies it; but the running receiver lacks it. Stop
+                // rather than serve diverged state, and do not report this command a success.
+                let reason = format!(
+                    "the event at lsn {lsn} for {key:?} could not be applied to its actor: {error}"
+                );
+                shared.fault.raise(reason.clone());
+                undelivered = Some(crate::error::Error::Stopped(reason));
             }
         }
         self.last_applied = lsn;
         self.sync_deadline();
-        (Ok(decision.reply), lsn)
+        match undelivered {
+            Some(error) => (Err(error), lsn),
+            None => (Ok(decision.reply), lsn),
+        }
     }
 }
 

@@ -13,9 +13,15 @@
 //! The replies of step 1 gather in one [`Collector`] per pass, and step 4 is one atomic store:
 //! a pass costs each dirty actor one message, and wakes the checkpointer once, not per actor.
 //!
-//! A failed sled write or flush stops checkpointing (holds stay taken, so no WAL segment is ever
-//! removed) and is reported; the WAL keeps everything, so nothing is lost. No pass is published
-//! as written after a failed one, so no actor passivates with a snapshot sled may lack.
+//! A failed pass is final: taking a snapshot hands the actor's changed parts to the pass and
+//! forgets them (`Entity::save`), so a later pass could write a newer snapshot header without
+//! those parts, and replay would then skip the events they came from. So the first failure
+//! latches the engine's fault (every command refused, readiness false) and every later pass,
+//! including `Engine::checkpoint` and the final pass of `shutdown`, refuses to run. Holds stay
+//! taken, so no WAL segment is removed; the WAL keeps everything and a restart recovers. No pass
+//! is published as written after a failed one, so no actor passivates with a snapshot sled may
+//! lack. A WAL segment that cannot be removed is only logged: it is covered, the next pass tries
+//! again, and recovery skips its records.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -140,9 +146,17 @@ pub struct CheckpointReport {
 }
 
 pub(crate) fn run_pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
+    // No pass after any fault: a failed pass's parts are gone (see the module docs), and a
+    // stopped engine changes nothing until it is restarted.
+    if let Some(stopped) = shared.stopped() {
+        return Err(stopped);
+    }
     let result = pass(shared);
-    if result.is_err() {
+    if let Err(error) = &result {
         shared.passes.failed.store(true, Ordering::Release);
+        shared
+            .fault
+            .raise(format!("a checkpoint pass failed: {error}"));
     }
     result
 }
@@ -199,7 +213,12 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     report.coverage_lsn = coverage;
     if coverage > shared.store.meta()?.coverage_lsn {
         shared.store.write_meta(coverage)?;
-        report.segments_removed = shared.wal.remove_covered(coverage)?;
+    }
+    match shared.wal.remove_covered(coverage) {
+        Ok(removed) => report.segments_removed = removed,
+        Err(error) => {
+            tracing::warn!(%error, "checkpoint: a covered WAL segment stays; the next pass retries")
+        }
     }
     Ok(report)
 }

@@ -20,6 +20,8 @@ use super::{ActorKey, Entity, Event, Kind, Shared};
 use crate::error::{Error, Result};
 
 const STRIPES: usize = 64;
+/// How long a due timer whose actor could not be activated waits before it is tried again.
+const TIMER_RETRY_MS: u64 = 1_000;
 
 /// Hashes an id with [`mix`] (ids are already integers; SipHash's DoS resistance buys nothing
 /// for keys the engine assigns, and costs on every message).
@@ -194,7 +196,16 @@ impl<E: Entity> Directory<E> {
 
 /// Kind-erased operations the runtime needs on any directory.
 pub(crate) trait AnyDirectory: Send + Sync {
-    fn deliver_foreign(&self, shared: &Arc<Shared>, id: u64, event: Event, lsn: u64, floor: u64);
+    /// Queues an event another actor decided for actor `id` (activating it). `Err` when the
+    /// receiver cannot be activated (its snapshot cannot be read); the event's hold stays taken.
+    fn deliver_foreign(
+        &self,
+        shared: &Arc<Shared>,
+        id: u64,
+        event: Event,
+        lsn: u64,
+        floor: u64,
+    ) -> Result<()>;
     /// Asks actor `id` for its snapshot; it answers through `collector`.
     fn take_snapshot(
         &self,
@@ -207,18 +218,18 @@ pub(crate) trait AnyDirectory: Send + Sync {
 }
 
 impl<E: Entity> AnyDirectory for Directory<E> {
-    fn deliver_foreign(&self, shared: &Arc<Shared>, id: u64, event: Event, lsn: u64, floor: u64) {
+    fn deliver_foreign(
+        &self,
+        shared: &Arc<Shared>,
+        id: u64,
+        event: Event,
+        lsn: u64,
+        floor: u64,
+    ) -> Result<()> {
         let created = E::created_by(id, &event);
-        match self.send(shared, id, false, created, |addr| {
+        self.send(shared, id, false, created, |addr| {
             addr.do_send(Foreign { event, lsn, floor })
-        }) {
-            Ok(()) => {}
-            Err(error) => {
-                // The receiver could not be loaded (sled failure). The event is durable in the
-                // WAL and its hold stays taken, so its segment is kept and replay applies it.
-                tracing::error!(%error, id, lsn, "cannot deliver an event to its actor");
-            }
-        }
+        })
     }
 
     fn take_snapshot(
@@ -235,11 +246,14 @@ impl<E: Entity> AnyDirectory for Directory<E> {
     }
 
     fn fire_timer(&self, shared: &Arc<Shared>, id: u64, ack: Option<oneshot::Sender<()>>) {
-        match self.send(shared, id, false, None, |addr| addr.do_send(Timer { ack })) {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::error!(%error, id, "cannot activate an actor for its timer");
-            }
+        if let Err(error) = self.send(shared, id, false, None, |addr| addr.do_send(Timer { ack })) {
+            // Its index entry was taken when it fell due: put it back, so the timer fires once
+            // the actor can be activated again (a lease must still expire).
+            let retry_at = shared.clock.now_ms() + TIMER_RETRY_MS;
+            tracing::error!(%error, id, retry_at, "cannot activate an actor for its timer; retrying");
+            shared
+                .timers
+                .set(ActorKey::new(E::KIND, id), Some(retry_at));
         }
     }
 

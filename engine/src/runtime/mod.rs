@@ -22,6 +22,12 @@
 //! is not a hard bound. The same counter makes passivation race-free: an actor leaves the
 //! directory only under its stripe lock with nothing pending.
 //!
+//! # Faults
+//! A fault the running engine cannot repair (a failed checkpoint pass, an event that could not
+//! reach its actor, a poisoned WAL) latches [`Fault`]: every later command is refused with
+//! `Error::Stopped`, readiness is false, and a restart recovers from the WAL. Nothing
+//! acknowledged is lost, and no reply ever reflects state the engine could not keep consistent.
+//!
 //! Invariants:
 //! - Only actors mutate their state, on their own arbiter thread.
 //! - An actor passivates only when clean (no events since its last snapshot) and its last snapshot
@@ -216,8 +222,31 @@ pub trait Entity: Sized + Send + Unpin + 'static {
     fn directory(directories: &Directories) -> &Directory<Self>;
 }
 
+/// The engine's fail-stop latch: the first fault it cannot repair while running (a failed
+/// checkpoint pass, an event that could not reach its actor) stops every later command, loudly,
+/// until a restart; recovery from the WAL then repairs it. A poisoned WAL counts as one.
+#[derive(Debug, Default)]
+pub(crate) struct Fault {
+    reason: std::sync::OnceLock<String>,
+}
+
+impl Fault {
+    /// Records the first fault (later ones are only logged).
+    pub fn raise(&self, reason: String) {
+        tracing::error!(
+            "engine: {reason}; every new command is refused until a restart recovers from the WAL"
+        );
+        let _ = self.reason.set(reason);
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
+}
+
 /// What every actor and directory shares.
 pub(crate) struct Shared {
+    pub fault: Fault,
     pub wal: Wal,
     pub store: Store,
     pub tracker: tracker::Tracker,
@@ -230,6 +259,19 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// `Some(Error::Stopped)` once the engine has stopped taking commands (see [`Fault`]).
+    pub fn stopped(&self) -> Option<Error> {
+        if let Some(reason) = self.fault.reason() {
+            return Some(Error::Stopped(reason.to_string()));
+        }
+        if self.wal.is_poisoned() {
+            return Some(Error::Stopped(
+                "the WAL is poisoned after a failed write or fdatasync".to_string(),
+            ));
+        }
+        None
+    }
+
     /// Queues `command` for actor `id` without waiting for the reply (one-way). The change is
     /// applied like any other; the caller just never learns the outcome.
     pub fn tell<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<()> {
@@ -247,6 +289,10 @@ impl Shared {
         let (result, lsn) = receiver
             .await
             .map_err(|_| Error::Unavailable("actor stopped"))?;
+        if let Err(Error::Stopped(_)) = &result {
+            // A refusal reveals nothing, so it need not wait (the WAL may never get there).
+            return result;
+        }
         if self.config.durability == Durability::Sync && lsn > self.wal.durable_lsn() {
             self.wal.wait_durable(lsn).await?;
         }

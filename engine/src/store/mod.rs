@@ -35,6 +35,10 @@ use crate::error::{Error, Result};
 use crate::runtime::ActorKey;
 
 const META_KEY: &[u8] = b"meta";
+/// The highest LSN any snapshot reflects, in the snapshot tree under a first byte no `Kind` has,
+/// so it is written in the same batch as the snapshots that raise it. Recovery treats it as a
+/// durable floor: snapshots are written only for durable state, so the WAL must reach it.
+const SNAPSHOT_LSN_MAX_KEY: &[u8] = b"\x00snapshot_lsn_max";
 /// Deadlines live in the snapshot tree under this first byte (no `Kind` has it), so a snapshot
 /// and its deadline are written in one batch.
 const TIMER_TAG: u8 = 0xFF;
@@ -167,6 +171,8 @@ pub struct Store {
     db: std::mem::ManuallyDrop<sled::Db>,
     snapshots: std::mem::ManuallyDrop<sled::Tree>,
     path: PathBuf,
+    /// Mirror of [`SNAPSHOT_LSN_MAX_KEY`]; raised only under [`SLED_WRITES`].
+    snapshot_lsn_max: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Store {
@@ -213,10 +219,15 @@ impl Store {
             }
         };
         let snapshots = db.open_tree("snapshots")?;
+        let snapshot_lsn_max = match snapshots.get(SNAPSHOT_LSN_MAX_KEY)? {
+            Some(bytes) => codec::decode(&bytes)?,
+            None => 0,
+        };
         let store = Store {
             db: std::mem::ManuallyDrop::new(db),
             snapshots: std::mem::ManuallyDrop::new(snapshots),
             path: dir.to_path_buf(),
+            snapshot_lsn_max: std::sync::atomic::AtomicU64::new(snapshot_lsn_max),
         };
         let meta = store.meta()?;
         if meta.format_version != 0 && meta.format_version != codec::FORMAT_VERSION {
@@ -248,13 +259,23 @@ impl Store {
             coverage_lsn,
         };
         let _writes = sled_writes();
+        injected(crate::failpoints::STORE_META_WRITE)?;
         self.db.insert(META_KEY, codec::encode(&meta))?;
+        injected(crate::failpoints::STORE_FLUSH)?;
         self.db.flush()?;
         Ok(())
     }
 
+    /// The highest LSN any applied snapshot reflects (0 for a new store). Every LSN up to it
+    /// was durable in the WAL once.
+    pub fn snapshot_lsn_max(&self) -> u64 {
+        self.snapshot_lsn_max
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The snapshot header of `key`, if it was ever checkpointed.
     pub fn snapshot_meta(&self, key: ActorKey) -> Result<Option<SnapshotMeta>> {
+        injected(crate::failpoints::STORE_READ)?;
         if key.kind.packed() {
             let group = self.packed_group(key)?;
             return Ok(packed::find(&group, key.id).map(|entry| SnapshotMeta { lsn: entry.lsn }));
@@ -267,6 +288,7 @@ impl Store {
 
     /// Reads one sub-key of an actor's snapshot.
     pub fn get<T: DeserializeOwned>(&self, key: ActorKey, sub: &[u8]) -> Result<Option<T>> {
+        injected(crate::failpoints::STORE_READ)?;
         if key.kind.packed() {
             let group = self.packed_group(key)?;
             return match packed::find(&group, key.id).and_then(|entry| entry.part(sub)) {
@@ -293,6 +315,7 @@ impl Store {
         key: ActorKey,
         sub_prefix: &[u8],
     ) -> Result<Vec<(Vec<u8>, T)>> {
+        injected(crate::failpoints::STORE_READ)?;
         let mut out = Vec::new();
         if key.kind.packed() {
             let group = self.packed_group(key)?;
@@ -322,6 +345,12 @@ impl Store {
         // Held from the first group read to the batch, so no other apply interleaves (see
         // `packed`'s invariant).
         let _writes = sled_writes();
+        injected(crate::failpoints::STORE_APPLY)?;
+        let lsn_max = snapshots.iter().map(|snapshot| snapshot.lsn).max();
+        let raised = lsn_max.filter(|lsn| *lsn > self.snapshot_lsn_max());
+        if let Some(lsn) = raised {
+            batch.insert(SNAPSHOT_LSN_MAX_KEY, codec::encode(&lsn));
+        }
         for snapshot in snapshots {
             let key = snapshot.key;
             if key.kind.packed() {
@@ -344,6 +373,10 @@ impl Store {
         }
         self.pack_into(packed_members, &mut batch)?;
         self.snapshots.apply_batch(batch)?;
+        if let Some(lsn) = raised {
+            self.snapshot_lsn_max
+                .store(lsn, std::sync::atomic::Ordering::Release);
+        }
         Ok(())
     }
 
@@ -440,9 +473,15 @@ impl Store {
     /// Makes every applied snapshot durable.
     pub fn flush(&self) -> Result<()> {
         let _writes = sled_writes();
+        injected(crate::failpoints::STORE_FLUSH)?;
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// A store step that failpoint `name` makes fail (tests only; see `crate::failpoints`).
+fn injected(name: &str) -> Result<()> {
+    crate::failpoints::check(name).map_err(|error| Error::Store(error.to_string()))
 }
 
 #[cfg(test)]
@@ -558,8 +597,8 @@ mod tests {
             vec![(sibling, 600), (stranger, 500)]
         );
         // Two groups of snapshots, one of timers (the first group's other timer was cleared,
-        // the second's is live): four keys for three actors.
-        assert_eq!(store.snapshots.len(), 4);
+        // the second's is live): four keys for three actors, plus the store's snapshot lsn max.
+        assert_eq!(store.snapshots.len(), 5);
         let mut parts = SnapshotBatch::default();
         parts.put(stranger, b"state", &51u64);
         store
@@ -573,9 +612,10 @@ mod tests {
         assert_eq!(store.deadlines().unwrap(), vec![(sibling, 600)]);
         assert_eq!(
             store.snapshots.len(),
-            3,
+            4,
             "an emptied timer group is removed"
         );
+        assert_eq!(store.snapshot_lsn_max(), 8);
     }
 
     #[test]

@@ -25,8 +25,9 @@
 //! # Format
 //!
 //! `dir/<first lsn, 20 digits>.log`: a 32-byte header (magic `SWYDWAL1`, `codec::FORMAT_VERSION`,
-//! first lsn, CRC32C) followed by records `[len u32][crc32c u32][lsn u64][payload]`, little
-//! endian, CRC over lsn and payload. `len == 0` marks the end of the data (the preallocated zero
+//! record framing, first lsn, CRC32C) followed by records
+//! `[len u32][crc32c u32][lsn u64][synced lsn u64][payload]`, little endian, CRC over lsn,
+//! synced lsn and payload. `len == 0` marks the end of the data (the preallocated zero
 //! tail). Byte offsets are in the module doc of `wal/segment.rs`. A segment is rolled when the
 //! next record would take it past `segment_bytes_max`; every open starts a new segment named by
 //! the next LSN, so no segment is ever appended to after a restart. `dir/next.prep` (with
@@ -37,26 +38,32 @@
 //!
 //! Recovery reads the segments in order and checks that LSNs run densely (`first record ==
 //! header's first lsn == previous segment's last + 1`). It stops at the first zero length,
-//! short record, CRC mismatch, wrong LSN or over-long record, then looks past that point:
+//! short record, CRC mismatch, wrong LSN or over-long record, then judges (details in
+//! `recovery.rs`):
 //!
-//! - if any valid record with a later LSN exists after it (a byte-by-byte scan of the rest of
-//!   the segment for a record with a good CRC and an LSN within 10,000,000 of the last good one,
-//!   or any such record in a later segment file), the log is **corrupt**: `open` fails with
-//!   `Error::Corruption` naming the segment file and the offset, and changes nothing on disk;
-//! - otherwise it is a **torn tail** (the unacknowledged end of the last batch): the segment is
-//!   truncated at that offset, later segment files (which hold no valid record) are deleted, and
-//!   a warning says how many bytes were dropped (`RecoveryReport::torn_bytes_dropped` counts
-//!   from the cut to the last non-zero byte, not the preallocated zeros). A last segment whose
-//!   header is short or all zeros (a crash while creating it) is removed the same way.
+//! - damage in a segment that a later segment follows (it was synced whole before the next was
+//!   created), damage at or below the *durable floor* (the highest LSN sled snapshots reflect),
+//!   or damage followed by a valid record whose *synced lsn* (each record carries the writer's
+//!   durable LSN at the time it was written) says the damaged one was already durable: the log
+//!   is **corrupt**: `open` fails with `Error::Corruption` naming the segment file and the
+//!   offset, and changes nothing on disk;
+//! - otherwise it is a **torn tail**: everything from the damage on was written after the last
+//!   fdatasync, so none of it was acknowledged, even where a power cut persisted a later page of
+//!   the last batch and lost an earlier one. The segment is truncated there and a warning says
+//!   how many bytes (and valid unsynced records) were dropped
+//!   (`RecoveryReport::torn_bytes_dropped` counts from the cut to the last non-zero byte, not
+//!   the preallocated zeros). A last segment whose header is short or all zeros (a crash while
+//!   creating it) is removed the same way.
+//!
+//! A log that ends below the durable floor lost acknowledged records and is refused too, naming
+//! both LSNs, unless the operator accepts the loss (`RecoveryFrom::accept_loss`). Either way the
+//! next LSN is above the floor, so an LSN a snapshot reflects is never reused.
 //!
 //! Nothing is ever skipped silently. A gap between segments (or before the first one) is
 //! corruption when it hides LSNs above the caller's `after_lsn`; below it the records are
-//! covered by the checkpoint and the gap is legitimate.
-//!
-//! Known limit of the rule: a power loss in the middle of an unsynced batch may persist a later
-//! page of that batch but not an earlier one (the page cache writes back in any order). That
-//! reads as "bad record followed by a good one" and start-up refuses, although no acknowledged
-//! record is involved; the message names the file and offset for an operator to decide.
+//! covered by the checkpoint and the gap is legitimate. Segments written by older builds
+//! (record framing 0, no synced lsn) are read; there, any valid record after damage makes it
+//! corruption, as before.
 //!
 //! # Layout
 //!
@@ -105,6 +112,19 @@ pub struct RecoveryReport {
     /// Bytes cut off a torn tail: from the cut to the last non-zero byte (preallocated zeros are
     /// not counted).
     pub torn_bytes_dropped: u64,
+}
+
+/// Where recovery starts and what it must find (see `recovery.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecoveryFrom {
+    /// Records at or below this lsn are covered by the checkpoint: checked, not replayed.
+    pub after_lsn: u64,
+    /// Every lsn at or below this one was durable once (sled snapshots reflect it): damage
+    /// there, or a log that ends below it, is lost acknowledged data and refused.
+    pub durable_floor: u64,
+    /// Accept such a loss (an operator's explicit choice): judge damage as if there were no
+    /// floor, log the loss loudly, and still start above the floor.
+    pub accept_loss: bool,
 }
 
 /// Totals since open.
@@ -184,6 +204,24 @@ impl Wal {
     pub fn open(
         config: WalConfig,
         after_lsn: u64,
+        replay: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<(Wal, RecoveryReport)> {
+        Wal::open_from(
+            config,
+            RecoveryFrom {
+                after_lsn,
+                ..RecoveryFrom::default()
+            },
+            replay,
+        )
+    }
+
+    /// [`Wal::open`] with a durable floor (see [`RecoveryFrom`]). The next LSN is
+    /// `max(last lsn in the log, after_lsn, durable_floor) + 1`, so no LSN that a snapshot may
+    /// reflect is ever assigned again.
+    pub fn open_from(
+        config: WalConfig,
+        from: RecoveryFrom,
         mut replay: impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<(Wal, RecoveryReport)> {
         validate(&config)?;
@@ -198,9 +236,9 @@ impl Wal {
             }
         }
 
-        let recovered = recovery::recover(&config, after_lsn, &mut replay)?;
+        let recovered = recovery::recover(&config, from, &mut replay)?;
         let report = recovered.report;
-        let next_lsn = report.last_lsn.max(after_lsn) + 1;
+        let next_lsn = report.last_lsn.max(from.after_lsn).max(from.durable_floor) + 1;
         let durable_lsn = next_lsn - 1;
         tracing::info!(
             dir = %config.dir.display(),
@@ -363,19 +401,28 @@ impl Wal {
     }
 
     /// Deletes the oldest segments all of whose records have lsn <= `covered_lsn`, never the
-    /// active one, then fsyncs the directory. Returns how many were deleted.
+    /// active one, then fsyncs the directory. Returns how many were deleted. A segment that
+    /// cannot be removed stays listed (the next call tries again); what was removed before it
+    /// is still made durable, and the error is returned.
     pub fn remove_covered(&self, covered_lsn: u64) -> Result<usize> {
         let shared = &self.inner.shared;
         let mut removed = 0;
+        let mut failed = None;
         {
             let mut segments = shared.lock_segments();
             while let Some(oldest) = segments.front() {
                 if oldest.last_lsn > covered_lsn {
                     break;
                 }
-                std::fs::remove_file(&oldest.path).map_err(|error| {
-                    Error::io(format!("wal: removing {}", oldest.path.display()), error)
-                })?;
+                let removal = crate::failpoints::check(crate::failpoints::WAL_SEGMENT_REMOVE)
+                    .and_then(|()| std::fs::remove_file(&oldest.path));
+                if let Err(error) = removal {
+                    failed = Some(Error::io(
+                        format!("wal: removing {}", oldest.path.display()),
+                        error,
+                    ));
+                    break;
+                }
                 tracing::debug!(
                     path = %oldest.path.display(),
                     first_lsn = oldest.first_lsn,
@@ -391,7 +438,10 @@ impl Wal {
             segment::sync_dir(dir)
                 .map_err(|error| Error::io(format!("wal: syncing {}", dir.display()), error))?;
         }
-        Ok(removed)
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(removed),
+        }
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -629,38 +679,4 @@ fn validate(config: &WalConfig) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Named failpoints (crate feature `failpoints`): tests arm one to fail an exact step and check
-/// fail-stop and recovery. Armed points are process-wide and fire once.
-#[cfg(feature = "failpoints")]
-pub mod failpoints {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    /// The next fdatasync of segment data (by any WAL in the process) fails with an I/O error.
-    pub const BEFORE_FDATASYNC: &str = "wal.before_fdatasync";
-
-    static BEFORE_FDATASYNC_ARMED: AtomicBool = AtomicBool::new(false);
-
-    fn flag(name: &str) -> &'static AtomicBool {
-        match name {
-            BEFORE_FDATASYNC => &BEFORE_FDATASYNC_ARMED,
-            _ => panic!("unknown WAL failpoint {name:?}"),
-        }
-    }
-
-    /// Arms the failpoint `name` to fire once. Panics on an unknown name.
-    pub fn arm(name: &str) {
-        flag(name).store(true, Ordering::SeqCst);
-    }
-
-    /// Disarms `name` without firing it.
-    pub fn disarm(name: &str) {
-        flag(name).store(false, Ordering::SeqCst);
-    }
-
-    /// Fires (and disarms) `name` if it is armed.
-    pub(crate) fn take(name: &str) -> bool {
-        flag(name).swap(false, Ordering::SeqCst)
-    }
 }

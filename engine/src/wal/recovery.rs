@@ -2,6 +2,22 @@
 //! checkpoint, and decides at the first invalid record whether it is a torn tail (truncate, log,
 //! go on) or corruption (refuse to start, naming the file and offset).
 //!
+//! The decision, at the first bad record (expected lsn E, at offset O of segment S):
+//! 1. S is not the last segment file: corruption. A segment is fdatasync'ed whole before the
+//!    next one is created, so every record in it was acknowledged.
+//! 2. E is at or below the durable floor (the highest lsn sled snapshots reflect, which were
+//!    written only once the WAL was durable there): corruption of an acknowledged record.
+//! 3. A valid record follows O whose synced lsn is >= E (it was written after E was durable;
+//!    in legacy framing, any valid record): corruption.
+//! 4. Otherwise every byte from O on belongs to writes made after the last fdatasync, none of
+//!    them acknowledged (in `sync` durability; in `batch` durability, within the documented
+//!    loss window): a torn tail, even where a power cut kept a later page of the batch but not
+//!    an earlier one. It is truncated, and the valid records dropped with it are counted.
+//!
+//! Finally, a log that ends below the durable floor lost acknowledged records at its end (a
+//! disk that dropped written data, or a truncated log) and is refused too, unless the caller
+//! accepts that loss.
+//!
 //! Nothing on disk changes until the whole log has been judged: a corruption error leaves every
 //! file as it was. `replay` may already have seen a prefix of the records when an error is
 //! returned; the caller discards what it built.
@@ -13,7 +29,7 @@ use crate::config::WalConfig;
 use crate::error::{Error, Result};
 
 use super::segment::{self, Decoded, SEGMENT_HEADER_BYTES};
-use super::RecoveryReport;
+use super::{RecoveryFrom, RecoveryReport};
 
 /// How far past the last good lsn the corruption scan looks for a later valid record. Far larger
 /// than any plausible batch, small enough that random bytes rarely look like a record.
@@ -42,9 +58,17 @@ enum TailRepair {
 
 pub(crate) fn recover(
     config: &WalConfig,
-    after_lsn: u64,
+    from: RecoveryFrom,
     replay: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<Recovered> {
+    let after_lsn = from.after_lsn;
+    // With the loss accepted, damage at or below the floor is judged as before the floor
+    // existed; `Wal::open` still starts above it.
+    let durable_floor = if from.accept_loss {
+        0
+    } else {
+        from.durable_floor
+    };
     let dir = config.dir.as_path();
     let files = segment::list_segments(dir)
         .map_err(|error| Error::io(format!("wal: listing {}", dir.display()), error))?;
@@ -64,8 +88,8 @@ pub(crate) fn recover(
         let data = fs::read(path)
             .map_err(|error| Error::io(format!("wal: reading {}", path.display()), error))?;
 
-        let first_lsn = match segment::decode_header(&data) {
-            Ok(first_lsn) => first_lsn,
+        let header = match segment::decode_header(&data) {
+            Ok(header) => header,
             Err(detail) => {
                 // A crash while creating the last segment leaves it short or all zeros.
                 let torn = data.len() < SEGMENT_HEADER_BYTES || data.iter().all(|b| *b == 0);
@@ -82,6 +106,7 @@ pub(crate) fn recover(
                 return Err(corruption(path, 0, detail));
             }
         };
+        let first_lsn = header.first_lsn;
         if first_lsn != *name_lsn {
             return Err(corruption(
                 path,
@@ -95,11 +120,12 @@ pub(crate) fn recover(
         let mut offset = SEGMENT_HEADER_BYTES;
         let mut expected_lsn = first_lsn;
         let stop = loop {
-            match segment::decode_record(&data, offset, expected_lsn) {
+            match segment::decode_record(&data, offset, expected_lsn, header.framing) {
                 Decoded::Record {
                     lsn,
                     payload,
                     next_offset,
+                    ..
                 } if payload.len() <= record_bytes_max => {
                     if lsn > after_lsn {
                         replay(lsn, payload)?;
@@ -131,35 +157,52 @@ pub(crate) fn recover(
             continue;
         };
         let reason = stop.describe(expected_lsn, record_bytes_max);
-        if let Some((later_offset, later_lsn)) =
-            segment::find_valid_record(&data, offset, last_good_lsn, LATER_RECORD_LSN_WINDOW)
-        {
+        if !is_last {
             return Err(corruption(
                 path,
                 offset as u64,
                 format!(
-                    "{reason}, but a valid record (lsn {later_lsn}) follows at offset \
-                     {later_offset}"
+                    "{reason} in a finished segment (a later segment exists, and a segment is \
+                     fdatasync'ed whole before the next is created): acknowledged records are \
+                     damaged"
                 ),
             ));
         }
-        for (_, later_path) in &files[index + 1..] {
-            let later = fs::read(later_path).map_err(|error| {
-                Error::io(format!("wal: reading {}", later_path.display()), error)
-            })?;
-            if let Some((later_offset, later_lsn)) =
-                segment::find_valid_record(&later, 0, last_good_lsn, LATER_RECORD_LSN_WINDOW)
-            {
-                return Err(corruption(
-                    path,
-                    offset as u64,
-                    format!(
-                        "{reason}, but a valid record (lsn {later_lsn}) follows in {} at \
-                         offset {later_offset}",
-                        later_path.display()
-                    ),
-                ));
-            }
+        if expected_lsn <= durable_floor {
+            return Err(corruption(
+                path,
+                offset as u64,
+                format!(
+                    "{reason}, but lsn {expected_lsn} was durable (sled snapshots reflect lsns \
+                     up to {durable_floor}): an acknowledged record is damaged"
+                ),
+            ));
+        }
+        let later = segment::later_records(
+            &data,
+            offset,
+            last_good_lsn,
+            LATER_RECORD_LSN_WINDOW,
+            header.framing,
+        );
+        let proof = later.iter().find(|found| {
+            found
+                .synced_lsn
+                .is_none_or(|synced_lsn| synced_lsn >= expected_lsn)
+        });
+        if let Some(found) = proof {
+            let written_after = match found.synced_lsn {
+                Some(synced_lsn) => format!(", written once lsn {synced_lsn} was durable"),
+                None => String::new(),
+            };
+            return Err(corruption(
+                path,
+                offset as u64,
+                format!(
+                    "{reason}, but a valid record (lsn {}) follows at offset {}{written_after}",
+                    found.lsn, found.offset
+                ),
+            ));
         }
 
         // A torn tail. torn_bytes_dropped counts from the stop to the last non-zero byte: the
@@ -170,8 +213,10 @@ pub(crate) fn recover(
             path = %path.display(),
             offset,
             bytes_dropped = dropped,
+            unsynced_records_dropped = later.len(),
             last_lsn = last_good_lsn,
-            "wal: truncating a torn tail ({reason})"
+            "wal: truncating a torn tail ({reason}); every dropped record was written after \
+             the last fdatasync, so none was acknowledged"
         );
         if last_good_lsn < first_lsn {
             repairs.push(TailRepair::Remove { path: path.clone() });
@@ -182,18 +227,35 @@ pub(crate) fn recover(
             });
             segments.push(info);
         }
-        for (_, later_path) in &files[index + 1..] {
-            let later_bytes = fs::metadata(later_path).map(|m| m.len()).unwrap_or(0);
-            tracing::warn!(
-                path = %later_path.display(),
-                bytes = later_bytes,
-                "wal: removing a segment after the torn tail (it holds no valid record)"
-            );
-            repairs.push(TailRepair::Remove {
-                path: later_path.clone(),
-            });
-        }
         break;
+    }
+
+    let log_end = segments.last().map_or(0, |info| info.last_lsn);
+    if log_end.max(after_lsn) < from.durable_floor {
+        let detail = format!(
+            "the log ends at lsn {log_end} (checkpoint lsn {after_lsn}), but sled snapshots \
+             reflect lsns up to {}: acknowledged records {}..={} are missing (a disk that lost \
+             written data, or a truncated log)",
+            from.durable_floor,
+            log_end.max(after_lsn) + 1,
+            from.durable_floor
+        );
+        if !from.accept_loss {
+            return Err(corruption(
+                dir,
+                0,
+                format!(
+                    "{detail}. Restore the missing segments, or start once with \
+                     engine.recovery_accept_wal_loss = true to go on from lsn {}, keeping what \
+                     the snapshots hold and losing the rest of those records",
+                    from.durable_floor + 1
+                ),
+            ));
+        }
+        tracing::error!(
+            "wal: {detail}; going on from lsn {} as configured (engine.recovery_accept_wal_loss)",
+            from.durable_floor + 1
+        );
     }
 
     // The log has been judged; now repair it and make what we replayed durable (a process that

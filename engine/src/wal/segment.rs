@@ -8,16 +8,22 @@
 //! segment header (SEGMENT_HEADER_BYTES = 32, little endian)
 //!   0..8   magic "SWYDWAL1"
 //!   8..12  codec::FORMAT_VERSION (u32)
-//!  12..16  reserved, zero
+//!  12..16  record framing (u32): 2 (written today) or 0 (segments of older builds)
 //!  16..24  first_lsn (u64), equal to the number in the file name
 //!  24..28  reserved, zero
 //!  28..32  CRC32C of bytes 0..28
-//! record (RECORD_HEADER_BYTES = 16 + payload)
+//! record, framing 2 (RECORD_HEADER_BYTES = 24 + payload)
 //!   0..4   payload length (u32, never 0: a zero length marks the end of data)
-//!   4..8   CRC32C of bytes 8..16 (the lsn) followed by the payload
+//!   4..8   CRC32C of bytes 8..24 (lsn, synced lsn) followed by the payload
 //!   8..16  lsn (u64)
-//!  16..    payload
+//!  16..24  synced lsn (u64): the writer's durable lsn when it wrote this record
+//!  24..    payload
+//! record, framing 0 (older builds; read, never written): 16-byte header, no synced lsn
 //! ```
+//!
+//! The synced lsn is what lets recovery tell a torn unsynced batch from damaged acknowledged
+//! data: a record that follows damage at lsn E and says "E was already durable when I was
+//! written" proves the damage hit an acknowledged record (see `recovery.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -31,8 +37,37 @@ use crate::codec::FORMAT_VERSION;
 pub(crate) const SEGMENT_MAGIC: &[u8; 8] = b"SWYDWAL1";
 /// Size of the fixed segment header; the first record starts here.
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 32;
-/// Size of the record header (length, CRC, lsn) in front of every payload.
-pub(crate) const RECORD_HEADER_BYTES: usize = 16;
+/// Size of the record header (length, CRC, lsn, synced lsn) in front of every payload written
+/// today (framing 2).
+pub(crate) const RECORD_HEADER_BYTES: usize = 24;
+
+/// How the records of one segment are framed (header bytes 12..16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Older builds: a 16-byte header without the synced lsn. Read, never written.
+    Legacy,
+    /// A 24-byte header carrying the writer's synced lsn.
+    Synced,
+}
+
+impl Framing {
+    const LEGACY_CODE: u32 = 0;
+    const SYNCED_CODE: u32 = 2;
+
+    pub(crate) fn header_bytes(self) -> usize {
+        match self {
+            Framing::Legacy => 16,
+            Framing::Synced => RECORD_HEADER_BYTES,
+        }
+    }
+}
+
+/// A checked segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub first_lsn: u64,
+    pub framing: Framing,
+}
 /// Digits of the zero-padded first LSN in a segment file name (u64::MAX has 20).
 const SEGMENT_NAME_DIGITS: usize = 20;
 const SEGMENT_EXTENSION: &str = ".log";
@@ -79,14 +114,15 @@ pub(crate) fn encode_header(first_lsn: u64) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(SEGMENT_MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&Framing::SYNCED_CODE.to_le_bytes());
     header[16..24].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&header[0..28]);
     header[28..32].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-/// Checks a segment header and returns its first LSN, or a description of what is wrong.
-pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, String> {
+/// Checks a segment header and returns it, or a description of what is wrong.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, String> {
     if bytes.len() < SEGMENT_HEADER_BYTES {
         return Err(format!(
             "segment header is short: {} of {SEGMENT_HEADER_BYTES} bytes",
@@ -110,29 +146,45 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, String> {
             "segment format version {version} is not the supported {FORMAT_VERSION}"
         ));
     }
-    if read_u32(header, 12) != 0 || read_u32(header, 24) != 0 {
+    let framing = match read_u32(header, 12) {
+        Framing::LEGACY_CODE => Framing::Legacy,
+        Framing::SYNCED_CODE => Framing::Synced,
+        other => return Err(format!("segment record framing {other} is unknown")),
+    };
+    if read_u32(header, 24) != 0 {
         return Err("segment header reserved bytes are not zero".to_string());
     }
-    Ok(read_u64(header, 16))
+    Ok(Header {
+        first_lsn: read_u64(header, 16),
+        framing,
+    })
 }
 
-/// Appends one framed record to `buffer`.
-pub(crate) fn frame_record(buffer: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
+/// Appends one framed record (framing 2) to `buffer`; `synced_lsn` is the writer's durable lsn
+/// at the time of the write.
+pub(crate) fn frame_record(buffer: &mut Vec<u8>, lsn: u64, synced_lsn: u64, payload: &[u8]) {
     // Invariant: `Wal::append` rejected empty payloads and payloads over record_bytes_max,
     // which `open` checked is below u32::MAX.
     assert!(!payload.is_empty() && payload.len() <= u32::MAX as usize);
+    debug_assert!(
+        synced_lsn < lsn,
+        "a record cannot be durable before it is written"
+    );
     let start = buffer.len();
-    let lsn_bytes = lsn.to_le_bytes();
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn_bytes), payload);
+    let mut covered = [0u8; 16];
+    covered[..8].copy_from_slice(&lsn.to_le_bytes());
+    covered[8..].copy_from_slice(&synced_lsn.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&covered), payload);
     buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     buffer.extend_from_slice(&crc.to_le_bytes());
-    buffer.extend_from_slice(&lsn_bytes);
+    buffer.extend_from_slice(&covered);
     buffer.extend_from_slice(payload);
     debug_assert!(
         matches!(
-            decode_record(buffer, start, lsn),
-            Decoded::Record { lsn: decoded_lsn, payload: decoded, next_offset }
-                if decoded_lsn == lsn && decoded == payload && next_offset == buffer.len()
+            decode_record(buffer, start, lsn, Framing::Synced),
+            Decoded::Record { lsn: decoded_lsn, synced_lsn: Some(synced), payload: decoded, next_offset }
+                if decoded_lsn == lsn && synced == synced_lsn && decoded == payload
+                    && next_offset == buffer.len()
         ),
         "a framed record must decode to itself"
     );
@@ -143,6 +195,8 @@ pub(crate) fn frame_record(buffer: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
 pub(crate) enum Decoded<'a> {
     Record {
         lsn: u64,
+        /// The writer's durable lsn when it wrote the record (`None` in legacy framing).
+        synced_lsn: Option<u64>,
         payload: &'a [u8],
         next_offset: usize,
     },
@@ -177,11 +231,17 @@ impl Decoded<'_> {
 
 /// Reads the record at `offset`, which must carry `expected_lsn`. Length and CRC are always
 /// checked; the payload-size limit is the caller's business.
-pub(crate) fn decode_record(data: &[u8], offset: usize, expected_lsn: u64) -> Decoded<'_> {
+pub(crate) fn decode_record(
+    data: &[u8],
+    offset: usize,
+    expected_lsn: u64,
+    framing: Framing,
+) -> Decoded<'_> {
+    let header_bytes = framing.header_bytes();
     if offset >= data.len() {
         return Decoded::EndOfData;
     }
-    if data.len() - offset < RECORD_HEADER_BYTES {
+    if data.len() - offset < header_bytes {
         // A partial header of zeros is still the zero tail, anything else is a short record.
         return if data[offset..].iter().all(|byte| *byte == 0) {
             Decoded::EndOfData
@@ -193,49 +253,82 @@ pub(crate) fn decode_record(data: &[u8], offset: usize, expected_lsn: u64) -> De
     if length == 0 {
         return Decoded::EndOfData;
     }
-    let payload_start = offset + RECORD_HEADER_BYTES;
+    let payload_start = offset + header_bytes;
     if data.len() - payload_start < length {
         return Decoded::Short;
     }
     let stored_crc = read_u32(data, offset + 4);
-    let lsn_bytes = &data[offset + 8..offset + 16];
+    let covered = &data[offset + 8..payload_start];
     let payload = &data[payload_start..payload_start + length];
-    if crc32c::crc32c_append(crc32c::crc32c(lsn_bytes), payload) != stored_crc {
+    if crc32c::crc32c_append(crc32c::crc32c(covered), payload) != stored_crc {
         return Decoded::CrcMismatch;
     }
     let lsn = read_u64(data, offset + 8);
     if lsn != expected_lsn {
         return Decoded::WrongLsn { found: lsn };
     }
+    let synced_lsn = match framing {
+        Framing::Legacy => None,
+        Framing::Synced => Some(read_u64(data, offset + 16)),
+    };
     Decoded::Record {
         lsn,
+        synced_lsn,
         payload,
         next_offset: payload_start + length,
     }
 }
 
-/// Scans `data[from..]` byte by byte for any record whose CRC checks and whose lsn lies in
-/// `(after_lsn, after_lsn + window]`; returns its offset and lsn. Used to tell a torn tail (no
-/// such record) from corruption (a bad record followed by a good one).
-pub(crate) fn find_valid_record(
+/// A record found by [`later_records`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub offset: usize,
+    pub lsn: u64,
+    pub synced_lsn: Option<u64>,
+}
+
+/// Scans `data[from..]` byte by byte for records whose CRC checks and whose lsn lies in
+/// `(after_lsn, after_lsn + window]`, in file order (a found record's bytes are skipped). Used to
+/// tell a torn tail from corruption past the first bad record.
+pub(crate) fn later_records(
     data: &[u8],
     from: usize,
     after_lsn: u64,
     window: u64,
-) -> Option<(usize, u64)> {
+    framing: Framing,
+) -> Vec<Found> {
+    let mut found = Vec::new();
     // A record starts with a non-zero length, so it cannot start after the last non-zero byte.
-    let last_nonzero = data.iter().rposition(|byte| *byte != 0)?;
-    let end = last_nonzero.min(data.len().checked_sub(RECORD_HEADER_BYTES)?);
-    (from..=end).find_map(|offset| {
+    let Some(last_nonzero) = data.iter().rposition(|byte| *byte != 0) else {
+        return found;
+    };
+    let Some(end) = data.len().checked_sub(framing.header_bytes()) else {
+        return found;
+    };
+    let end = last_nonzero.min(end);
+    let mut offset = from;
+    while offset <= end {
         let lsn = read_u64(data, offset + 8);
-        if lsn <= after_lsn || lsn - after_lsn > window {
-            return None;
+        if lsn > after_lsn && lsn - after_lsn <= window {
+            if let Decoded::Record {
+                lsn,
+                synced_lsn,
+                next_offset,
+                ..
+            } = decode_record(data, offset, lsn, framing)
+            {
+                found.push(Found {
+                    offset,
+                    lsn,
+                    synced_lsn,
+                });
+                offset = next_offset;
+                continue;
+            }
         }
-        match decode_record(data, offset, lsn) {
-            Decoded::Record { lsn, .. } => Some((offset, lsn)),
-            _ => None,
-        }
-    })
+        offset += 1;
+    }
+    found
 }
 
 /// One past the last non-zero byte of `data[from..]`, as an offset into `data`, or `None` if
@@ -254,6 +347,7 @@ pub(crate) fn create_segment(
     first_lsn: u64,
     preallocate_bytes: Option<u64>,
 ) -> io::Result<(File, PathBuf)> {
+    crate::failpoints::check(crate::failpoints::WAL_SEGMENT_CREATE)?;
     let path = segment_path(dir, first_lsn);
     let file = OpenOptions::new()
         .read(true)
@@ -283,6 +377,7 @@ const PREPARE_SYNC_BYTES: u64 = 8 << 20;
 /// unwritten extents each one does (measured: 8.5-9.9k against 4.6-6.7k fdatasyncs/s here), and
 /// that commit also waits for other files' dirty data (sled's checkpoint writes).
 pub(crate) fn prepare_segment(dir: &Path, bytes: u64) -> io::Result<()> {
+    crate::failpoints::check(crate::failpoints::WAL_PREPARE)?;
     let tmp = dir.join(PREPARING_NAME);
     match std::fs::remove_file(&tmp) {
         Ok(()) => {}
@@ -334,8 +429,10 @@ pub(crate) fn adopt_prepared(
             format!("{} exists", path.display()),
         ));
     }
+    crate::failpoints::check(crate::failpoints::WAL_ADOPT)?;
     file.write_all_at(&encode_header(first_lsn), 0)?;
     file.sync_data()?;
+    crate::failpoints::check(crate::failpoints::WAL_RENAME)?;
     std::fs::rename(&prepared, &path)?;
     sync_dir(dir)?;
     Ok(Some((file, path)))
@@ -362,6 +459,7 @@ pub fn preallocate(file: &File, bytes: u64) -> io::Result<bool> {
 
 /// fsync of a directory, so that created, renamed or removed entries are durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    crate::failpoints::check(crate::failpoints::WAL_DIR_FSYNC)?;
     File::open(dir)?.sync_all()
 }
 
@@ -381,12 +479,27 @@ fn read_u64(data: &[u8], offset: usize) -> u64 {
 mod tests {
     use super::*;
 
+    const S: Framing = Framing::Synced;
+
+    /// Frames records as one batch written when everything below the first was durable.
     fn framed(records: &[(u64, &[u8])]) -> Vec<u8> {
         let mut buffer = Vec::new();
+        let synced = records.first().map_or(0, |(lsn, _)| lsn - 1);
         for (lsn, payload) in records {
-            frame_record(&mut buffer, *lsn, payload);
+            frame_record(&mut buffer, *lsn, synced, payload);
         }
         buffer
+    }
+
+    /// A legacy (framing 0) record, as older builds wrote it.
+    fn legacy(lsn: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn.to_le_bytes()), payload);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&lsn.to_le_bytes());
+        out.extend_from_slice(payload);
+        out
     }
 
     #[test]
@@ -411,7 +524,13 @@ mod tests {
     #[test]
     fn header_round_trip_and_every_byte_is_checked() {
         let header = encode_header(7);
-        assert_eq!(decode_header(&header), Ok(7));
+        assert_eq!(
+            decode_header(&header),
+            Ok(Header {
+                first_lsn: 7,
+                framing: S
+            })
+        );
         for index in 0..SEGMENT_HEADER_BYTES {
             let mut damaged = header;
             damaged[index] ^= 0x10;
@@ -419,29 +538,67 @@ mod tests {
         }
         assert!(decode_header(&header[..31]).is_err());
         assert!(decode_header(&[0u8; SEGMENT_HEADER_BYTES]).is_err());
+        // An older build's header (framing 0) still reads, as legacy framing.
+        let mut old = header;
+        old[12..16].copy_from_slice(&0u32.to_le_bytes());
+        let crc = crc32c::crc32c(&old[0..28]);
+        old[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_header(&old).map(|h| h.framing), Ok(Framing::Legacy));
     }
 
+    #[test]
+    fn legacy_records_decode_without_a_synced_lsn() {
+        let mut data = legacy(3, b"old");
+        data.extend(legacy(4, b"older"));
+        let Decoded::Record {
+            lsn: 3,
+            synced_lsn: None,
+            payload: b"old",
+            next_offset,
+        } = decode_record(&data, 0, 3, Framing::Legacy)
+        else {
+            panic!("legacy record 3");
+        };
+        assert_eq!(next_offset, 16 + 3);
+        assert!(matches!(
+            decode_record(&data, next_offset, 4, Framing::Legacy),
+            Decoded::Record {
+                lsn: 4,
+                synced_lsn: None,
+                ..
+            }
+        ));
+        // Read with today's framing, the same bytes are not records.
+        assert!(!matches!(
+            decode_record(&data, 0, 3, S),
+            Decoded::Record { .. }
+        ));
+    }
     #[test]
     fn records_decode_in_order_and_stop_at_the_zero_tail() {
         let mut data = framed(&[(5, b"hello"), (6, b"world!")]);
         let first_end = RECORD_HEADER_BYTES + 5;
         data.extend_from_slice(&[0u8; 40]);
         assert_eq!(
-            decode_record(&data, 0, 5),
+            decode_record(&data, 0, 5, S),
             Decoded::Record {
                 lsn: 5,
+                synced_lsn: Some(4),
                 payload: b"hello",
                 next_offset: first_end
             }
         );
-        let Decoded::Record { next_offset, .. } = decode_record(&data, first_end, 6) else {
+        let Decoded::Record { next_offset, .. } = decode_record(&data, first_end, 6, S) else {
             panic!("second record");
         };
-        assert_eq!(decode_record(&data, next_offset, 7), Decoded::EndOfData);
-        assert_eq!(decode_record(&data, data.len() - 3, 7), Decoded::EndOfData);
-        assert_eq!(decode_record(&data, data.len(), 7), Decoded::EndOfData);
+        assert_eq!(decode_record(&data, next_offset, 7, S), Decoded::EndOfData);
         assert_eq!(
-            decode_record(&data, first_end, 9),
+            decode_record(&data, data.len() - 3, 7, S),
+            Decoded::EndOfData
+        );
+        assert_eq!(decode_record(&data, data.len(), 7, S), Decoded::EndOfData);
+        assert_eq!(
+            decode_record(&data, first_end, 9, S),
             Decoded::WrongLsn { found: 6 }
         );
     }
@@ -449,13 +606,16 @@ mod tests {
     #[test]
     fn damaged_records_are_short_or_fail_the_crc() {
         let data = framed(&[(1, b"payload")]);
-        assert_eq!(decode_record(&data[..data.len() - 1], 0, 1), Decoded::Short);
-        assert_eq!(decode_record(&data[..10], 0, 1), Decoded::Short);
+        assert_eq!(
+            decode_record(&data[..data.len() - 1], 0, 1, S),
+            Decoded::Short
+        );
+        assert_eq!(decode_record(&data[..10], 0, 1, S), Decoded::Short);
         for index in 4..data.len() {
             let mut damaged = data.clone();
             damaged[index] ^= 0x01;
             assert_eq!(
-                decode_record(&damaged, 0, 1),
+                decode_record(&damaged, 0, 1, S),
                 Decoded::CrcMismatch,
                 "{index}"
             );
@@ -465,23 +625,40 @@ mod tests {
             let mut damaged = data.clone();
             damaged[index] ^= 0x01;
             assert!(
-                !matches!(decode_record(&damaged, 0, 1), Decoded::Record { .. }),
+                !matches!(decode_record(&damaged, 0, 1, S), Decoded::Record { .. }),
                 "{index}"
             );
         }
     }
 
     #[test]
-    fn find_valid_record_looks_only_for_later_lsns_in_the_window() {
+    fn later_records_look_only_for_later_lsns_in_the_window() {
         let mut data = vec![0xAB; 7];
         let start = data.len();
-        frame_record(&mut data, 10, b"x");
+        frame_record(&mut data, 10, 8, b"x");
+        let second = data.len();
+        frame_record(&mut data, 11, 10, b"yz");
         data.extend_from_slice(&[0u8; 64]);
-        assert_eq!(find_valid_record(&data, 0, 9, 100), Some((start, 10)));
-        assert_eq!(find_valid_record(&data, 0, 10, 100), None);
-        assert_eq!(find_valid_record(&data, 0, 0, 5), None);
-        assert_eq!(find_valid_record(&data, start + 1, 9, 100), None);
-        assert_eq!(find_valid_record(&[0u8; 100], 0, 0, 100), None);
+        let found = |from, after, window| later_records(&data, from, after, window, S);
+        assert_eq!(
+            found(0, 9, 100),
+            vec![
+                Found {
+                    offset: start,
+                    lsn: 10,
+                    synced_lsn: Some(8)
+                },
+                Found {
+                    offset: second,
+                    lsn: 11,
+                    synced_lsn: Some(10)
+                }
+            ]
+        );
+        assert_eq!(found(0, 10, 100).len(), 1, "only lsn 11 is after 10");
+        assert_eq!(found(0, 0, 5), vec![]);
+        assert_eq!(found(start + 1, 9, 100).len(), 1, "lsn 10 starts before");
+        assert_eq!(later_records(&[0u8; 100], 0, 0, 100, S), vec![]);
     }
 
     #[test]
@@ -501,7 +678,10 @@ mod tests {
         let (_, path) = adopt_prepared(dir.path(), 7, 1 << 20).unwrap().unwrap();
         assert_eq!(path, segment_path(dir.path(), 7));
         let data = std::fs::read(&path).unwrap();
-        assert_eq!(decode_header(&data[..SEGMENT_HEADER_BYTES]), Ok(7));
+        assert_eq!(
+            decode_header(&data[..SEGMENT_HEADER_BYTES]).map(|header| header.first_lsn),
+            Ok(7)
+        );
         assert_eq!(nonzero_end(&data, SEGMENT_HEADER_BYTES), None);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![(7, path)]);
         assert!(adopt_prepared(dir.path(), 8, 1 << 20).unwrap().is_none());

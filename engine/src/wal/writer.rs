@@ -113,11 +113,14 @@ impl Writer {
     /// so that no waiter is left hanging.
     pub(crate) fn run(mut self) {
         let outcome = self.run_until_closed();
+        // A failure is published first, so no waiter waits on a preparation that is stuck.
+        if let Err(failure) = &outcome {
+            self.shared.poison(failure);
+        }
         // Never leave a preparation writing into the directory after the WAL is gone.
         self.join_preparer();
-        match outcome {
-            Ok(()) => self.shared.publish_closed(),
-            Err(failure) => self.shared.poison(&failure),
+        if outcome.is_ok() {
+            self.shared.publish_closed();
         }
     }
 
@@ -263,7 +266,7 @@ impl Writer {
                 }
                 self.open_segment(*lsn)?;
             }
-            segment::frame_record(&mut self.buffer, *lsn, payload);
+            segment::frame_record(&mut self.buffer, *lsn, self.synced_lsn, payload);
             self.buffer_records += 1;
             self.buffer_last_lsn = *lsn;
         }
@@ -280,10 +283,19 @@ impl Writer {
             .active
             .as_mut()
             .expect("an active segment to flush into");
+        let failure = |error| Failure::new(format!("write to {}", active.path.display()), error);
+        if let Some(injected) = crate::failpoints::injected(crate::failpoints::WAL_PWRITE) {
+            if injected == crate::failpoints::Injected::Short {
+                // A full disk: part of the batch reaches the file, then the write fails.
+                let half = &self.buffer[..self.buffer.len() / 2];
+                let _ = active.file.write_all_at(half, active.write_offset);
+            }
+            return Err(failure(injected.error(crate::failpoints::WAL_PWRITE)));
+        }
         active
             .file
             .write_all_at(&self.buffer, active.write_offset)
-            .map_err(|error| Failure::new(format!("write to {}", active.path.display()), error))?;
+            .map_err(failure)?;
         active.write_offset += self.buffer.len() as u64;
         let metrics = &self.shared.metrics;
         metrics.bytes.add(self.buffer.len() as u64);
@@ -307,16 +319,11 @@ impl Writer {
             .as_ref()
             .expect("unsynced records live in the active segment");
         let started = Instant::now();
-        #[cfg(feature = "failpoints")]
-        if super::failpoints::take(super::failpoints::BEFORE_FDATASYNC) {
-            return Err(Failure::new(
-                format!("fdatasync of {}", active.path.display()),
-                io::Error::other("failpoint wal.before_fdatasync"),
-            ));
-        }
-        active.file.sync_data().map_err(|error| {
-            Failure::new(format!("fdatasync of {}", active.path.display()), error)
-        })?;
+        crate::failpoints::check(crate::failpoints::WAL_FDATASYNC)
+            .and_then(|()| active.file.sync_data())
+            .map_err(|error| {
+                Failure::new(format!("fdatasync of {}", active.path.display()), error)
+            })?;
         let metrics = &self.shared.metrics;
         metrics
             .fdatasync_seconds
