@@ -143,6 +143,11 @@ impl Default for Scenario {
     }
 }
 
+/// Whether this build has failpoints (a test build).
+pub const fn compiled() -> bool {
+    cfg!(feature = "failpoints")
+}
+
 /// Arms the points named in `FAILPOINTS` for the life of the process (a server binary built
 /// with the feature); a no-op without it.
 pub fn from_env() {

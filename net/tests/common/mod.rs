@@ -45,9 +45,26 @@ impl Server {
         }
     }
 
+    /// Starts the binary with extra environment variables (e.g. `FAILPOINTS`).
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        match Server::try_start_with_env(data_dir, extra_args, env) {
+            Ok(server) => server,
+            Err(exited) => panic!("server exited at start-up: {exited:?}"),
+        }
+    }
+
     /// Starts the binary and waits for its listening line; `Err` if it exits first.
     pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Server, Exited> {
+        Server::try_start_with_env(data_dir, extra_args, &[])
+    }
+
+    fn try_start_with_env(
+        data_dir: &Path,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, Exited> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .envs(env.iter().copied())
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
