@@ -63,7 +63,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use model::{CutMode, CutReport, Stats, PAGE_BYTES};
+pub use model::{CutMode, CutReport, FileCut, Stats, PAGE_BYTES};
 
 use fs::{lock, PowerCutFilesystem};
 use model::Model;

@@ -214,6 +214,23 @@ pub struct CutReport {
     pub files_resized: u64,
     /// Files and directories that existed before the cut and not after it.
     pub nodes_lost: u64,
+    /// Each file that had unsynced data or size, in inode order.
+    pub files: Vec<FileCut>,
+}
+
+/// What a cut did to one file with unsynced data or size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileCut {
+    /// Its path in the live view before the cut (relative to the mount point, `/`-separated;
+    /// `?` for an unlinked file still open).
+    pub path: String,
+    /// False when its name was not durable: it is gone whole.
+    pub survived: bool,
+    pub pages_dropped: u64,
+    pub pages_kept: u64,
+    pub size_before: u64,
+    /// 0 when it did not survive.
+    pub size_after: u64,
 }
 
 /// Totals since the file system was created (across cuts).
@@ -604,6 +621,26 @@ impl Model {
         }
     }
 
+    /// `a/b/c` for a live node (`?` where a node on the way has no name).
+    fn live_path(&self, ino: Ino) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        while at != ROOT_INO {
+            match self.live.get(&at).and_then(|node| node.parent.as_ref()) {
+                Some((parent, name)) => {
+                    parts.push(name.to_string_lossy().into_owned());
+                    at = *parent;
+                }
+                None => {
+                    parts.push("?".to_string());
+                    break;
+                }
+            }
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
     /// The nodes reachable from the root of the durable image, each with the entry that names it.
     fn durable_reachable(&self) -> BTreeMap<Ino, Option<(Ino, OsString)>> {
         let mut reached = BTreeMap::new();
@@ -639,34 +676,60 @@ impl Model {
             pages_kept: 0,
             files_resized: 0,
             nodes_lost: 0,
+            files: Vec::new(),
         };
         let reachable = self.durable_reachable();
+        let paths: BTreeMap<Ino, String> = self
+            .live
+            .keys()
+            .map(|ino| (*ino, self.live_path(*ino)))
+            .collect();
         // Unsynced data of files that survive, in inode order so a seed replays.
         for (ino, node) in &self.live {
             let Content::File(live) = &node.content else {
                 continue;
             };
+            let durable = self
+                .durable
+                .get_mut(ino)
+                .filter(|_| reachable.contains_key(ino));
+            let unsynced_size = durable
+                .as_ref()
+                .is_none_or(|durable| match &durable.content {
+                    Content::File(image) => image.size != live.size,
+                    Content::Dir(_) => true,
+                });
+            if node.dirty_pages.is_empty() && !unsynced_size {
+                continue;
+            }
+            let mut file = FileCut {
+                path: paths[ino].clone(),
+                survived: false,
+                pages_dropped: 0,
+                pages_kept: 0,
+                size_before: live.size,
+                size_after: 0,
+            };
             let Some(DurableNode {
                 content: Content::File(image),
                 ..
-            }) = self
-                .durable
-                .get_mut(ino)
-                .filter(|_| reachable.contains_key(ino))
+            }) = durable
             else {
-                report.pages_dropped += node.dirty_pages.len() as u64;
+                file.pages_dropped = node.dirty_pages.len() as u64;
+                report.pages_dropped += file.pages_dropped;
+                report.files.push(file);
                 continue;
             };
-            let size_before = live.size;
+            file.survived = true;
             match mode {
-                CutMode::DropAll => report.pages_dropped += node.dirty_pages.len() as u64,
+                CutMode::DropAll => file.pages_dropped = node.dirty_pages.len() as u64,
                 CutMode::KeepSubset => {
                     for index in &node.dirty_pages {
                         if rng.coin() {
                             image.copy_page(live, *index);
-                            report.pages_kept += 1;
+                            file.pages_kept += 1;
                         } else {
-                            report.pages_dropped += 1;
+                            file.pages_dropped += 1;
                         }
                     }
                     if image.size != live.size && rng.coin() {
@@ -675,9 +738,13 @@ impl Model {
                     image.clip();
                 }
             }
-            if image.size != size_before {
+            file.size_after = image.size;
+            if image.size != live.size {
                 report.files_resized += 1;
             }
+            report.pages_dropped += file.pages_dropped;
+            report.pages_kept += file.pages_kept;
+            report.files.push(file);
         }
         let before: BTreeSet<Ino> = self.live.keys().copied().collect();
         self.durable.retain(|ino, _| reachable.contains_key(ino));
