@@ -132,6 +132,9 @@ struct Phase {
     addr: SocketAddr,
     ledger: Arc<Mutex<Ledger>>,
     stop: AtomicBool,
+    /// Set just before the file system's power-off: from then on an error answer is expected
+    /// (the server's disk is gone) and means "unknown", not a failure.
+    powered_off: AtomicBool,
     episode_seed: u64,
     /// Which cut of the episode this load leads up to (keeps sign-up e-mails unique).
     cut: usize,
@@ -144,15 +147,16 @@ enum Outcome {
 }
 
 fn send(
-    addr: SocketAddr,
+    phase: &Phase,
     method: &str,
     path: &str,
     token: Option<&str>,
     body: Option<&str>,
 ) -> Outcome {
-    match try_call(addr, method, path, token, body) {
+    match try_call(phase.addr, method, path, token, body) {
         Ok(response) if (200..300).contains(&response.status) => Outcome::Acknowledged(response),
         Ok(response) if response.status == 503 => Outcome::Unknown,
+        Ok(_) if phase.powered_off.load(Ordering::SeqCst) => Outcome::Unknown,
         Ok(response) => panic!(
             "{method} {path}: unexpected {} {}",
             response.status,
@@ -174,7 +178,7 @@ fn social_writer(phase: &Phase, me: &User, seed: u64) {
                 phase.episode_seed, phase.cut, me.id
             );
             let body = json!({"email": email, "password": "password123"}).to_string();
-            match send(phase.addr, "POST", "/api/v1/users", None, Some(&body)) {
+            match send(phase, "POST", "/api/v1/users", None, Some(&body)) {
                 Outcome::Acknowledged(response) => {
                     let id = response.json()["id"].as_u64().expect("user id");
                     phase.ledger.lock().unwrap().users.insert(id, email);
@@ -184,13 +188,7 @@ fn social_writer(phase: &Phase, me: &User, seed: u64) {
         } else if choice <= 4 {
             let text = format!("post by {} #{:x}", me.id, rng.next());
             let body = json!({ "text": text }).to_string();
-            match send(
-                phase.addr,
-                "POST",
-                "/api/v1/posts",
-                Some(&me.token),
-                Some(&body),
-            ) {
+            match send(phase, "POST", "/api/v1/posts", Some(&me.token), Some(&body)) {
                 Outcome::Acknowledged(response) => {
                     let id = response.json()["id"].as_u64().expect("post id");
                     phase.ledger.lock().unwrap().posts.insert(id, (me.id, text));
@@ -216,7 +214,7 @@ fn social_writer(phase: &Phase, me: &User, seed: u64) {
             };
             let method = if liked { "DELETE" } else { "POST" };
             let path = format!("/api/v1/posts/{post}/likes");
-            match send(phase.addr, method, &path, Some(&me.token), None) {
+            match send(phase, method, &path, Some(&me.token), None) {
                 Outcome::Acknowledged(_) => {
                     phase
                         .ledger
@@ -249,7 +247,7 @@ fn work_admin(phase: &Phase, first_batch: u64) {
         let items: Vec<Value> = keys.iter().map(|key| json!({ "key": key })).collect();
         let body = json!({ "items": items }).to_string();
         match send(
-            phase.addr,
+            phase,
             "POST",
             "/api/v1/work/items",
             Some(ADMIN),
@@ -271,7 +269,7 @@ fn work_client(phase: &Phase, index: usize, client: &Client, seed: u64) {
     while !phase.stop.load(Ordering::Relaxed) {
         let body = json!({ "max_buckets": 1 + rng.below(2) }).to_string();
         let response = match send(
-            phase.addr,
+            phase,
             "POST",
             "/api/v1/work/leases",
             Some(&client.token),
@@ -317,7 +315,7 @@ fn work_client(phase: &Phase, index: usize, client: &Client, seed: u64) {
                 .collect();
             let body = json!({ "results": results }).to_string();
             let path = format!("/api/v1/work/buckets/{id}/results");
-            match send(phase.addr, "POST", &path, Some(&client.token), Some(&body)) {
+            match send(phase, "POST", &path, Some(&client.token), Some(&body)) {
                 Outcome::Acknowledged(_) => {
                     let mut ledger = phase.ledger.lock().unwrap();
                     for key in keys {
@@ -528,7 +526,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 fn mode_of(episode_seed: u64, cut: usize) -> CutMode {
-    if (episode_seed as usize + cut) % 2 == 0 {
+    if episode_seed.wrapping_add(cut as u64) & 1 == 0 {
         CutMode::DropAll
     } else {
         CutMode::KeepSubset
@@ -601,6 +599,7 @@ fn run_episode(seed: u64, progress: &Progress) {
             addr: server.addr,
             ledger: Arc::clone(&ledger),
             stop: AtomicBool::new(false),
+            powered_off: AtomicBool::new(false),
             episode_seed: seed,
             cut,
         });
@@ -623,8 +622,12 @@ fn run_episode(seed: u64, progress: &Progress) {
             let first_batch = cut as u64 * 1_000_000;
             threads.push(std::thread::spawn(move || work_admin(&phase, first_batch)));
         }
-        // The kill moment is the point of the test: a seeded delay, not a wait for a condition.
+        // The moment of the cut is the point of the test: a seeded delay, not a wait for a
+        // condition. The power goes first (nothing the server does after it reaches the disk),
+        // then the process.
         std::thread::sleep(Duration::from_millis(load_ms));
+        phase.powered_off.store(true, Ordering::SeqCst);
+        fs.power_off();
         server.kill();
         phase.stop.store(true, Ordering::Relaxed);
         for thread in threads {

@@ -18,6 +18,19 @@ use fuser::{
 
 use crate::model::{Content, Ino, Model, Node, PAGE_BYTES};
 
+/// The model for a request, or an EIO reply (and return) after a power-off.
+macro_rules! model_or_reply {
+    ($self:ident, $reply:ident) => {
+        match $self.model() {
+            Some(model) => model,
+            None => {
+                $reply.error(Errno::EIO);
+                return;
+            }
+        }
+    };
+}
+
 /// Attributes and names are never cached by the kernel.
 const TTL: Duration = Duration::ZERO;
 /// What `statfs` reports: room enough for any test (the model lives in memory).
@@ -44,8 +57,10 @@ impl PowerCutFilesystem {
         }
     }
 
-    fn model(&self) -> MutexGuard<'_, Model> {
-        lock(&self.model)
+    /// The model, or `None` after a power-off: then every request fails with EIO and changes
+    /// nothing.
+    fn model(&self) -> Option<MutexGuard<'_, Model>> {
+        Some(lock(&self.model)).filter(|model| model.powered)
     }
 
     fn handle(&self) -> FileHandle {
@@ -96,7 +111,7 @@ impl PowerCutFilesystem {
     }
 
     fn make(&self, parent: INodeNo, name: &OsStr, dir: bool, mode: u32, reply: ReplyEntry) {
-        let mut model = self.model();
+        let mut model = model_or_reply!(self, reply);
         match model.create(parent.0, name, dir, (mode & 0o7777) as u16) {
             Ok(ino) => self.reply_entry(&model, ino, reply),
             Err(errno) => reply.error(Errno::from_i32(errno)),
@@ -126,7 +141,7 @@ fn time(value: TimeOrNow) -> SystemTime {
 
 impl Filesystem for PowerCutFilesystem {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let model = self.model();
+        let model = model_or_reply!(self, reply);
         match model.lookup(parent.0, name) {
             Ok(ino) => self.reply_entry(&model, ino, reply),
             Err(errno) => reply.error(Errno::from_i32(errno)),
@@ -134,7 +149,8 @@ impl Filesystem for PowerCutFilesystem {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr(&self.model(), ino.0, reply);
+        let model = model_or_reply!(self, reply);
+        self.reply_attr(&model, ino.0, reply);
     }
 
     fn setattr(
@@ -155,7 +171,7 @@ impl Filesystem for PowerCutFilesystem {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let mut model = self.model();
+        let mut model = model_or_reply!(self, reply);
         let result = (|| {
             if let Some(size) = size {
                 model.set_size(ino.0, size)?;
@@ -205,11 +221,13 @@ impl Filesystem for PowerCutFilesystem {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.model().remove(parent.0, name, false));
+        let result = model_or_reply!(self, reply).remove(parent.0, name, false);
+        empty(reply, result);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(reply, self.model().remove(parent.0, name, true));
+        let result = model_or_reply!(self, reply).remove(parent.0, name, true);
+        empty(reply, result);
     }
 
     fn rename(
@@ -227,15 +245,13 @@ impl Filesystem for PowerCutFilesystem {
             return;
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        empty(
-            reply,
-            self.model()
-                .rename(parent.0, name, new_parent.0, new_name, no_replace),
-        );
+        let result =
+            model_or_reply!(self, reply).rename(parent.0, name, new_parent.0, new_name, no_replace);
+        empty(reply, result);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.model().open(ino.0) {
+        match model_or_reply!(self, reply).open(ino.0) {
             Ok(()) => reply.opened(self.handle(), FopenFlags::empty()),
             Err(errno) => reply.error(Errno::from_i32(errno)),
         }
@@ -252,7 +268,7 @@ impl Filesystem for PowerCutFilesystem {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.model().read(ino.0, offset, u64::from(size)) {
+        match model_or_reply!(self, reply).read(ino.0, offset, u64::from(size)) {
             Ok(bytes) => reply.data(&bytes),
             Err(errno) => reply.error(Errno::from_i32(errno)),
         }
@@ -270,7 +286,7 @@ impl Filesystem for PowerCutFilesystem {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.model().write(ino.0, offset, data) {
+        match model_or_reply!(self, reply).write(ino.0, offset, data) {
             // A write request is at most `max_write` (well under 4 GiB).
             Ok(()) => reply.written(data.len() as u32),
             Err(errno) => reply.error(Errno::from_i32(errno)),
@@ -299,7 +315,9 @@ impl Filesystem for PowerCutFilesystem {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.model().release(ino.0);
+        if let Some(mut model) = self.model() {
+            model.release(ino.0);
+        }
         reply.ok();
     }
 
@@ -313,7 +331,8 @@ impl Filesystem for PowerCutFilesystem {
     ) {
         // fdatasync and fsync alike: data and size (which fdatasync must also persist when it
         // changed); this model keeps no other metadata durable.
-        empty(reply, self.model().sync_file(ino.0));
+        let result = model_or_reply!(self, reply).sync_file(ino.0);
+        empty(reply, result);
     }
 
     fn readdir(
@@ -324,7 +343,7 @@ impl Filesystem for PowerCutFilesystem {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let model = self.model();
+        let model = model_or_reply!(self, reply);
         let listed = match model.list(ino.0) {
             Ok(listed) => listed,
             Err(errno) => {
@@ -365,7 +384,8 @@ impl Filesystem for PowerCutFilesystem {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.model().sync_dir(ino.0));
+        let result = model_or_reply!(self, reply).sync_dir(ino.0);
+        empty(reply, result);
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -383,7 +403,8 @@ impl Filesystem for PowerCutFilesystem {
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // No permission model: every caller may do everything (tests run as one user).
-        empty(reply, self.model().node(ino.0).map(|_| ()));
+        let result = model_or_reply!(self, reply).node(ino.0).map(|_| ());
+        empty(reply, result);
     }
 
     fn create(
@@ -396,7 +417,7 @@ impl Filesystem for PowerCutFilesystem {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let mut model = self.model();
+        let mut model = model_or_reply!(self, reply);
         let created = model
             .create(parent.0, name, false, (mode & 0o7777) as u16)
             .and_then(|ino| model.open(ino).map(|()| ino));
@@ -431,7 +452,7 @@ impl Filesystem for PowerCutFilesystem {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
-        let mut model = self.model();
+        let mut model = model_or_reply!(self, reply);
         let result = model.node(ino.0).and_then(|node| match &node.content {
             Content::File(data) => Ok(data.size()),
             Content::Dir(_) => Err(libc::EISDIR),

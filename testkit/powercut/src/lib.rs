@@ -159,9 +159,22 @@ impl PowerCutFs {
         session.join()
     }
 
+    /// The instant of the power cut: from now on every request fails with EIO and changes
+    /// nothing, as if the disk were gone, so the state that [`PowerCutFs::cut`] works from is
+    /// the one of this instant, whatever the processes on the mount still try (a write or fsync
+    /// in flight either happened before this or not at all). Kill them, then `cut`.
+    pub fn power_off(&self) {
+        lock(&self.model).powered = false;
+    }
+
+    pub fn is_powered(&self) -> bool {
+        lock(&self.model).powered
+    }
+
     /// Simulates a power cut: unmounts, keeps the durable image (plus, in `KeepSubset`, a subset
-    /// of the unsynced pages chosen by `seed`), and mounts again. Every process using the mount
-    /// must be gone (killed and reaped) before.
+    /// of the unsynced pages chosen by `seed`), and mounts again, powered. Every process using
+    /// the mount must be gone (killed and reaped) before. Without a [`PowerCutFs::power_off`]
+    /// first, the cut is at the moment of the unmount.
     pub fn cut(&mut self, seed: u64, mode: CutMode) -> io::Result<CutReport> {
         self.unmount()?;
         let report = lock(&self.model).cut(seed, mode);

@@ -274,6 +274,9 @@ pub(crate) struct Model {
     durable: BTreeMap<Ino, DurableNode>,
     next_ino: Ino,
     pub stats: Stats,
+    /// False between a power-off and the cut: the FUSE side then fails every request with EIO
+    /// and changes nothing.
+    pub powered: bool,
 }
 
 impl Model {
@@ -284,6 +287,7 @@ impl Model {
             durable: BTreeMap::new(),
             next_ino: ROOT_INO + 1,
             stats: Stats::default(),
+            powered: true,
         };
         let root = Node::new(Content::Dir(BTreeMap::new()), 0o755, None);
         model.durable.insert(
@@ -762,6 +766,7 @@ impl Model {
         report.nodes_lost = before.iter().filter(|i| !self.live.contains_key(i)).count() as u64;
         self.stats.cuts += 1;
         self.stats.last_cut = Some(report.clone());
+        self.powered = true;
         report
     }
 }

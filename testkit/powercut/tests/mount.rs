@@ -240,3 +240,23 @@ fn unmount_and_remount_keep_the_live_view() {
     fs.remount().unwrap();
     assert_eq!(read(&dir.path().join("f")).unwrap(), b"live");
 }
+
+#[test]
+fn after_power_off_every_call_fails_and_changes_nothing() {
+    let (dir, mut fs) = mounted();
+    let path = dir.path().join("f");
+    let file = File::create(&path).unwrap();
+    file.write_all_at(b"synced", 0).unwrap();
+    file.sync_all().unwrap();
+    file.write_all_at(b"unsynced", 6).unwrap();
+    fs.power_off();
+    assert!(!fs.is_powered());
+    let error = file.sync_data().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    assert!(file.write_all_at(b"late", 0).is_err());
+    assert!(fs::read(&path).is_err());
+    drop(file);
+    fs.cut(9, CutMode::DropAll).unwrap();
+    assert!(fs.is_powered());
+    assert_eq!(read(&path).unwrap(), b"synced");
+}
