@@ -50,6 +50,9 @@ const LOAD_MS_MAX: u64 = 1500;
 const ITEMS_PER_ADD: usize = 10;
 /// A sign-up is one writer operation in this many.
 const SIGN_UP_ONE_IN: u64 = 12;
+/// The file system's fsync latency, like a fast SSD's flush: the WAL's group commit then gathers
+/// multi-page batches, and a power-off at a random moment often finds one written but unsynced.
+const SYNC_DELAY: Duration = Duration::from_millis(2);
 const ADMIN: &str = "admin-secret";
 /// Small segments and frequent checkpoints, so that segment rolls, checkpoint passes and the
 /// removal of covered segments all happen within one load phase.
@@ -540,6 +543,7 @@ fn run_episode(seed: u64, progress: &Progress) {
     let mut rng = Rng::new(seed);
     let mount = tempfile::tempdir().unwrap();
     let mut fs = PowerCutFs::mount(mount.path()).expect("mount the power-cut file system");
+    fs.set_sync_delay(SYNC_DELAY);
     let data_dir = mount.path().join("data");
     let mut server = start(&data_dir);
 

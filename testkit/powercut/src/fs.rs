@@ -63,6 +63,16 @@ impl PowerCutFilesystem {
         Some(lock(&self.model)).filter(|model| model.powered)
     }
 
+    /// Sleeps for the configured sync latency, without holding the model (a power-off can land
+    /// meanwhile; the sync then fails). One session thread serves every request, so the wait
+    /// also holds back later requests, like a disk queue.
+    fn wait_for_the_disk(&self) {
+        let delay = lock(&self.model).sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
+
     fn handle(&self) -> FileHandle {
         FileHandle(self.next_handle.fetch_add(1, Ordering::Relaxed))
     }
@@ -331,6 +341,7 @@ impl Filesystem for PowerCutFilesystem {
     ) {
         // fdatasync and fsync alike: data and size (which fdatasync must also persist when it
         // changed); this model keeps no other metadata durable.
+        self.wait_for_the_disk();
         let result = model_or_reply!(self, reply).sync_file(ino.0);
         empty(reply, result);
     }
@@ -384,6 +395,7 @@ impl Filesystem for PowerCutFilesystem {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.wait_for_the_disk();
         let result = model_or_reply!(self, reply).sync_dir(ino.0);
         empty(reply, result);
     }

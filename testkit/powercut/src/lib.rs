@@ -167,6 +167,14 @@ impl PowerCutFs {
         lock(&self.model).powered = false;
     }
 
+    /// Makes every fsync/fdatasync/fsyncdir take `delay` before it applies, like a disk's flush
+    /// latency (zero by default). It widens the window in which written data is not yet durable,
+    /// so a [`PowerCutFs::power_off`] at a random moment often lands inside one, and it lets group
+    /// commit gather batches of several pages, as on a real disk.
+    pub fn set_sync_delay(&self, delay: Duration) {
+        lock(&self.model).sync_delay = delay;
+    }
+
     pub fn is_powered(&self) -> bool {
         lock(&self.model).powered
     }

@@ -277,6 +277,8 @@ pub(crate) struct Model {
     /// False between a power-off and the cut: the FUSE side then fails every request with EIO
     /// and changes nothing.
     pub powered: bool,
+    /// How long an fsync takes (the FUSE side sleeps this long before applying it).
+    pub sync_delay: std::time::Duration,
 }
 
 impl Model {
@@ -288,6 +290,7 @@ impl Model {
             next_ino: ROOT_INO + 1,
             stats: Stats::default(),
             powered: true,
+            sync_delay: std::time::Duration::ZERO,
         };
         let root = Node::new(Content::Dir(BTreeMap::new()), 0o755, None);
         model.durable.insert(

@@ -260,3 +260,21 @@ fn after_power_off_every_call_fails_and_changes_nothing() {
     assert!(fs.is_powered());
     assert_eq!(read(&path).unwrap(), b"synced");
 }
+
+#[test]
+fn a_power_off_during_a_slow_fsync_fails_it() {
+    let (dir, mut fs) = mounted();
+    fs.set_sync_delay(std::time::Duration::from_millis(500));
+    let path = dir.path().join("f");
+    let file = File::create(&path).unwrap();
+    file.write_all_at(b"never durable", 0).unwrap();
+    let syncing = std::thread::spawn(move || file.sync_all());
+    // Normally the sync is asleep in the file system by now; on a very slow machine the
+    // power-off may come first, and the sync fails all the same.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    fs.power_off();
+    let error = syncing.join().unwrap().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+    fs.cut(10, CutMode::KeepSubset).unwrap();
+    assert_eq!(read(&path), None);
+}
