@@ -71,6 +71,7 @@ impl Server {
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -137,6 +138,32 @@ impl Server {
                 if response.status == 200 {
                     return;
                 }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready after {READY_TIMEOUT:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Polls `/readyz` until 200, or until the process exits (`Err`, with its stderr: an engine
+    /// that refuses to open exits after printing its listening line); panics after
+    /// [`READY_TIMEOUT`].
+    pub fn wait_ready_or_exit(&mut self) -> Result<(), Exited> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(response) = try_request(self.addr, "GET", "/readyz", None) {
+                if response.status == 200 {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.wait_exit(Duration::ZERO) {
+                return Err(Exited {
+                    status,
+                    stderr: self.stderr(),
+                });
             }
             assert!(
                 Instant::now() < deadline,
@@ -408,4 +435,50 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+/// Every file under `dir` with its size, one per line (for failure messages about a data dir).
+pub fn describe_dir(dir: &Path) -> String {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            out.push(format!("{} (unreadable)", dir.display()));
+            return;
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|entry| entry.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            match entry.metadata() {
+                Ok(metadata) if metadata.is_dir() => {
+                    out.push(format!("{relative}/"));
+                    walk(&path, root, out);
+                }
+                Ok(metadata) => out.push(format!("{relative} {} bytes", metadata.len())),
+                Err(error) => out.push(format!("{relative} ({error})")),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.join("\n")
+}
+
+/// Copies the tree at `from` to `to` (created), regular files and directories only.
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
