@@ -83,9 +83,9 @@ enum Edit {
 fn edit() -> impl Strategy<Value = (usize, Edit)> {
     let position = any::<usize>();
     let kind = prop_oneof![
-        (position.clone(), 1u8..=255).prop_map(|(at, mask)| Edit::Flip { at, mask }),
-        position.clone().prop_map(|at| Edit::ZeroPage { at }),
-        position.clone().prop_map(|at| Edit::Truncate { at }),
+        (position, 1u8..=255).prop_map(|(at, mask)| Edit::Flip { at, mask }),
+        position.prop_map(|at| Edit::ZeroPage { at }),
+        position.prop_map(|at| Edit::Truncate { at }),
         (position, prop::collection::vec(any::<u8>(), 1..64))
             .prop_map(|(at, garbage)| Edit::Splice { at, garbage }),
         Just(Edit::DeleteSegment),
