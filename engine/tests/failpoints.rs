@@ -531,3 +531,35 @@ fn wal_failed_fdatasync_poisons_and_fails_every_waiter() {
     wal.wait_durable_blocking(next).unwrap();
     wal.close().unwrap();
 }
+
+/// Issue 11, weaker spot 6: the poison after a failed fdatasync used to be published only once
+/// the segment-preparation thread was joined, so a stuck preparation kept every waiter waiting.
+/// Here the preparation is paused (a hung disk) while the fdatasync fails: the waiter must get
+/// its error at once, and the WAL still closes once the preparation ends.
+#[test]
+fn a_stuck_segment_preparation_does_not_delay_failing_the_waiters() {
+    use switchyard_engine::config::WalConfig;
+    use switchyard_engine::wal::Wal;
+    let _scenario = Scenario::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = WalConfig::new(dir.path().join("wal"));
+    config.segment_bytes_max = 1 << 20;
+    config.preallocate = true;
+    failpoints::set(failpoints::WAL_PREPARE, "pause").unwrap();
+    failpoints::set(failpoints::WAL_FDATASYNC, "return(eio)").unwrap();
+    let (wal, _) = Wal::open(config, 0, |_, _| Ok(())).unwrap();
+    // The first record opens a segment, which starts the (now paused) preparation of the next.
+    let lsn = wal.append(b"never acknowledged".to_vec()).unwrap();
+    let (done, outcome) = std::sync::mpsc::channel();
+    let waiter = {
+        let wal = wal.clone();
+        std::thread::spawn(move || done.send(wal.wait_durable_blocking(lsn)).unwrap())
+    };
+    let waited = outcome.recv_timeout(Duration::from_secs(10));
+    // Unpause the preparation whatever happened, so nothing is left hanging.
+    failpoints::clear(failpoints::WAL_PREPARE);
+    let waited = waited.expect("the waiter is failed while the preparation is still stuck");
+    assert!(matches!(waited, Err(Error::Io { .. })), "{waited:?}");
+    waiter.join().unwrap();
+    assert!(wal.close().is_err(), "closing reports the poison");
+}
