@@ -78,6 +78,11 @@ impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create data dir {}", dir.display()), e))?;
+        // The data dir's own name must be durable before anything in it is acknowledged.
+        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            sync_dir(parent)
+                .map_err(|e| Error::io(format!("fsync of {}", parent.display()), e))?;
+        }
         let path = dir.join("LOCK");
         let file = OpenOptions::new()
             .create(true)
