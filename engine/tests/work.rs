@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_engine::work::{ItemState, Outcome, Registration};
 use work_support::{
-    abandon_after_polls, code, field, join_all, registration, report_of, Client, Harness, LEASE_MS,
+    abandon_after_polls, code, field, join_all, registration, report_of, secret, Client, Harness,
+    LEASE_MS,
 };
 
 // ---- 7.1 Registration ----
@@ -23,7 +24,7 @@ async fn registering_for_the_first_time_with_a_valid_screen_name_and_id() {
         .register(
             Registration {
                 screen_name: "dora".into(),
-                external_id: "1001".into(),
+                external_id: secret("1001"),
             },
             None,
         )
@@ -90,8 +91,9 @@ async fn re_registering_without_unregistering() {
 #[tokio::test]
 async fn registering_without_any_detail() {
     let h = Harness::new();
+    let valid = secret("1001");
     for (screen_name, external_id, expected) in [
-        ("", "1001", "screen_name"),
+        ("", valid.as_str(), "screen_name"),
         ("dora", "", "external_id"),
         ("", "", "screen_name"),
     ] {
@@ -116,13 +118,17 @@ async fn registering_with_wrong_detail() {
     let h = Harness::new();
     let long_id = "9".repeat(65);
     let long_name = "n".repeat(65);
+    let valid = secret("1001");
     for (screen_name, external_id, expected) in [
-        ("dora", "has space", "external_id"),
+        ("dora", "has space, has space", "external_id"),
         ("dora", long_id.as_str(), "external_id"),
-        ("dora", "semi;colon", "external_id"),
-        ("   ", "1001", "screen_name"),
-        ("bell\u{7}", "1001", "screen_name"),
-        (long_name.as_str(), "1001", "screen_name"),
+        ("dora", "semi;colon;semi;colon", "external_id"),
+        // The external_id is a secret: shorter than 16 characters is refused.
+        ("dora", "1001", "external_id"),
+        ("dora", "fifteen-chars-1", "external_id"),
+        ("   ", valid.as_str(), "screen_name"),
+        ("bell\u{7}", valid.as_str(), "screen_name"),
+        (long_name.as_str(), valid.as_str(), "screen_name"),
     ] {
         let error = h
             .work()

@@ -219,11 +219,12 @@ impl Store {
             path: dir.to_path_buf(),
         };
         let meta = store.meta()?;
-        if meta.format_version != 0 && meta.format_version != codec::FORMAT_VERSION {
+        if meta.format_version != 0 && !codec::is_readable(meta.format_version) {
             return Err(Error::Store(format!(
-                "{}: snapshot format {} is not {} (this build)",
+                "{}: snapshot format {} is not {}..={} (this build)",
                 dir.display(),
                 meta.format_version,
+                codec::FORMAT_VERSION_READABLE_MIN,
                 codec::FORMAT_VERSION
             )));
         }
@@ -241,10 +242,15 @@ impl Store {
         }
     }
 
-    /// Writes the meta record and flushes it.
+    /// Writes the meta record (stamped with this build's `codec::FORMAT_VERSION`) and flushes it.
     pub fn write_meta(&self, coverage_lsn: u64) -> Result<()> {
+        self.write_meta_version(codec::FORMAT_VERSION, coverage_lsn)
+    }
+
+    /// As [`Store::write_meta`] with another format version: tests build older data dirs with it.
+    pub(crate) fn write_meta_version(&self, format_version: u32, coverage_lsn: u64) -> Result<()> {
         let meta = Meta {
-            format_version: codec::FORMAT_VERSION,
+            format_version,
             coverage_lsn,
         };
         let _writes = sled_writes();
@@ -601,7 +607,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
             let old = Meta {
-                format_version: codec::FORMAT_VERSION - 1,
+                format_version: codec::FORMAT_VERSION_READABLE_MIN - 1,
                 coverage_lsn: 3,
             };
             store.db.insert(META_KEY, codec::encode(&old)).unwrap();
@@ -610,8 +616,9 @@ mod tests {
         match Store::open(dir.path(), 1 << 20) {
             Err(Error::Store(message)) => {
                 let expected = format!(
-                    "snapshot format {} is not {} (this build)",
-                    codec::FORMAT_VERSION - 1,
+                    "snapshot format {} is not {}..={} (this build)",
+                    codec::FORMAT_VERSION_READABLE_MIN - 1,
+                    codec::FORMAT_VERSION_READABLE_MIN,
                     codec::FORMAT_VERSION
                 );
                 assert!(message.contains(&expected), "{message}");

@@ -76,9 +76,14 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 pub(crate) fn encode_header(first_lsn: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+    encode_header_version(first_lsn, FORMAT_VERSION)
+}
+
+/// A header of another format version: tests build older data dirs with it.
+pub(crate) fn encode_header_version(first_lsn: u64, version: u32) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
     header[16..24].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&header[0..28]);
     header[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -105,9 +110,10 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<u64, String> {
         return Err("segment header has the wrong magic".to_string());
     }
     let version = read_u32(header, 8);
-    if version != FORMAT_VERSION {
+    if !crate::codec::is_readable(version) {
         return Err(format!(
-            "segment format version {version} is not the supported {FORMAT_VERSION}"
+            "segment format version {version} is not the supported {}..={FORMAT_VERSION}",
+            crate::codec::FORMAT_VERSION_READABLE_MIN
         ));
     }
     if read_u32(header, 12) != 0 || read_u32(header, 24) != 0 {

@@ -36,6 +36,11 @@
 //! - Item keys are unique; discovered keys are added only if never seen (no loops).
 //! - Client tokens are stored as hashes; a registration of a known `external_id` rotates the
 //!   token (the old one stops working) and keeps the client id and its stats.
+//! - A client's `external_id` is its secret (it is what takes an identity back after a
+//!   restart): only its digest ([`external_id_digest`]) enters the pool, the WAL and the
+//!   snapshots, and no view, stat or metric carries it. Data dirs of format 4 kept it in plain
+//!   text; the pool hashes such legacy parts and events when it loads or replays them, and
+//!   `Engine::open` rewrites them (see `codec::FORMAT_VERSION`).
 //!
 //! Deliberately absent: items are never deleted (a key, once seen, is known for ever).
 
@@ -62,6 +67,9 @@ pub const DETAIL_BYTES_MAX: usize = 512;
 pub const ITEMS_PER_ADD_MAX: usize = 18_000;
 /// Longest `screen_name`, in bytes.
 pub const SCREEN_NAME_BYTES_MAX: usize = 64;
+/// Shortest `external_id`, in bytes (API.md: a secret of at least 16 characters; its alphabet is
+/// ASCII, so bytes and characters agree). 16 characters of the allowed alphabet carry ~100 bits.
+pub const EXTERNAL_ID_BYTES_MIN: usize = 16;
 /// Longest `external_id`, in bytes.
 pub const EXTERNAL_ID_BYTES_MAX: usize = 64;
 /// Largest page of a list.
@@ -394,12 +402,12 @@ pub struct BucketCounts {
     pub dead: u64,
 }
 
-/// One client's line in the stats (`external_id` and `leased_buckets` are additive).
+/// One client's line in the stats (`leased_buckets` is additive). Never the `external_id`: it is
+/// the client's secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStats {
     pub client_id: u64,
     pub screen_name: String,
-    pub external_id: String,
     pub active: bool,
     pub buckets_assigned: u64,
     pub buckets_completed: u64,
@@ -487,6 +495,8 @@ pub use crate::Page;
 
 /// A client token's stored form.
 pub type TokenHash = [u8; 32];
+/// A client `external_id`'s stored form (see [`external_id_digest`]).
+pub type ExternalIdHash = [u8; 32];
 
 /// Every event of the work domain (see the module docs for which actor gets which).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -503,8 +513,10 @@ pub enum WorkEvent {
     ItemRerun { key: String },
     /// Pool: a dead-lettered bucket's unfinished items return to the free pool.
     DeadRequeued { bucket_id: u64 },
-    /// Pool: a client registered (new, or again with a rotated token).
-    ClientRegistered {
+    /// Pool, format 4 only: a registration that carried the `external_id` in plain text. Never
+    /// written any more; replay hashes it (the pool applies it as [`WorkEvent::ClientRegistered`]).
+    /// Kept at its place in the enum, because the encoding names variants by position.
+    LegacyClientRegistered {
         client_id: u64,
         screen_name: String,
         external_id: String,
@@ -568,6 +580,16 @@ pub enum WorkEvent {
     },
     /// Bucket: the lease at `epoch` was released.
     LeaseReleased { epoch: u32 },
+    /// Pool: a client registered (new, or again with a rotated token). Appended last: variants
+    /// are encoded by position, and the ones above are read from format-4 logs.
+    ClientRegistered {
+        client_id: u64,
+        screen_name: String,
+        external_id_hash: ExternalIdHash,
+        token_hash: TokenHash,
+        at_ms: Millis,
+        source: Option<IpAddr>,
+    },
 }
 
 /// One bucket granted by a lease.
@@ -688,7 +710,7 @@ pub fn validate_registration(registration: &Registration) -> Result<()> {
         ));
     }
     let id = &registration.external_id;
-    if id.is_empty()
+    if id.len() < EXTERNAL_ID_BYTES_MIN
         || id.len() > EXTERNAL_ID_BYTES_MAX
         || !id
             .bytes()
@@ -698,7 +720,7 @@ pub fn validate_registration(registration: &Registration) -> Result<()> {
             "invalid_field",
             "external_id",
             format!(
-                "external_id must be 1..={EXTERNAL_ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : @ -"
+                "external_id must be {EXTERNAL_ID_BYTES_MIN}..={EXTERNAL_ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : @ - (it is the client's secret)"
             ),
         ));
     }
@@ -741,6 +763,19 @@ pub(crate) fn token_digest(token: &str) -> TokenHash {
         // Invariant: the salt (21 bytes) and output (32 bytes) are within argon2's limits.
         .expect("argon2 accepts the token hash inputs");
     out
+}
+
+/// The stored form of an `external_id`: BLAKE2b-256 of a domain tag and the id. A fast hash is
+/// enough here: the id is looked up by its digest (so no per-client salt), registration is rate
+/// limited per source, and a valid id has at least `EXTERNAL_ID_BYTES_MIN` characters of a
+/// 67-letter alphabet, so guessing one is out of reach; what the digest protects against is a
+/// reader of the data dir, a log or a backup learning the secret itself.
+pub fn external_id_digest(external_id: &str) -> ExternalIdHash {
+    use blake2::Digest as _;
+    let mut hasher = blake2::Blake2b::<blake2::digest::consts::U32>::new();
+    hasher.update(b"switchyard.work.external_id\0");
+    hasher.update(external_id.as_bytes());
+    hasher.finalize().into()
 }
 
 fn unauthenticated() -> Error {
@@ -885,10 +920,12 @@ impl Work<'_> {
         validate_registration(&registration)?;
         let token = new_token();
         let token_hash = token_digest(&token);
+        // The plain `external_id` stops here: the pool, the WAL and sled see only its digest.
+        let external_id_hash = external_id_digest(&registration.external_id);
         match self
             .pool(PoolCommand::Register {
                 screen_name: registration.screen_name,
-                external_id: registration.external_id,
+                external_id_hash,
                 token_hash,
                 source,
             })
@@ -955,16 +992,19 @@ impl Work<'_> {
     /// nothing is pending). 400 `too_many_buckets` when `max_buckets` is outside
     /// 1..=`max_buckets_per_request` or the client already holds the most it may.
     pub async fn lease(&self, token: &str, max_buckets: i64) -> Result<Vec<BucketView>> {
+        if !is_client_token(token) {
+            return Err(unauthenticated());
+        }
         let limit = self.config().max_buckets_per_request;
         if max_buckets < 1 || max_buckets as u64 > limit as u64 {
+            // Authenticate before refusing the input (API.md: a bad token is 401 whatever the
+            // body); only this error path pays the extra round trip to the pool.
+            self.authenticate(token).await?;
             return Err(Error::invalid_field(
                 "too_many_buckets",
                 "max_buckets",
                 format!("max_buckets must be 1..={limit}"),
             ));
-        }
-        if !is_client_token(token) {
-            return Err(unauthenticated());
         }
         let seed = self.config().seed.unwrap_or_else(rand::random);
         match self
@@ -989,8 +1029,9 @@ impl Work<'_> {
         bucket_id: u64,
         report: Report,
     ) -> Result<ReportOutcome> {
-        self.validate_report(&report)?;
+        // Authenticated first: a bad token is 401 whatever the report says.
         let (client_id, known) = self.authenticate_for(token, Some(bucket_id)).await?;
+        self.validate_report(&report)?;
         if !known {
             return Err(Error::NotFound("bucket"));
         }
@@ -1146,18 +1187,27 @@ mod tests {
 
     #[test]
     fn registration_fields_are_checked() {
-        let ok = Registration {
-            screen_name: "Dora".into(),
-            external_id: "1234".into(),
-        };
-        assert!(validate_registration(&ok).is_ok());
+        let secret = "dora-secret-0001";
+        assert_eq!(secret.len(), EXTERNAL_ID_BYTES_MIN);
         for (screen_name, external_id) in [
-            ("", "1"),
-            ("  ", "1"),
+            ("Dora", secret),
+            ("Dora", &"9".repeat(EXTERNAL_ID_BYTES_MAX)),
+        ] {
+            let ok = Registration {
+                screen_name: screen_name.into(),
+                external_id: external_id.into(),
+            };
+            assert!(validate_registration(&ok).is_ok(), "{ok:?}");
+        }
+        for (screen_name, external_id) in [
+            ("", secret),
+            ("  ", secret),
             ("dora", ""),
-            ("dora", "has space"),
+            ("dora", "1234"),
+            ("dora", &secret[1..]),
+            ("dora", "has space has space"),
             ("dora", &"9".repeat(EXTERNAL_ID_BYTES_MAX + 1)),
-            (&"x".repeat(SCREEN_NAME_BYTES_MAX + 1), "1"),
+            (&"x".repeat(SCREEN_NAME_BYTES_MAX + 1), secret),
         ] {
             let registration = Registration {
                 screen_name: screen_name.into(),
@@ -1169,6 +1219,20 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn external_id_digests_are_stable_and_distinct() {
+        let digest = external_id_digest("dora-secret-0001");
+        assert_eq!(digest, external_id_digest("dora-secret-0001"));
+        assert_ne!(digest, external_id_digest("dora-secret-0002"));
+        // Pinned: the digest is stored, so changing it would orphan every registered client.
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, PINNED_DIGEST_OF_DORA);
+    }
+
+    /// BLAKE2b-256 of `switchyard.work.external_id\0dora-secret-0001`.
+    const PINNED_DIGEST_OF_DORA: &str =
+        "44eda3ca4fcec66d7aff911f8ae39949c5686bac03f938ac2d5209fe65dd514d";
 
     #[test]
     fn default_and_test_configs_are_valid() {
