@@ -43,7 +43,7 @@ fn add_items(addr: SocketAddr, count: usize) {
 
 /// Registers the client called `label` (its `external_id` is a secret derived from the label).
 fn register(addr: SocketAddr, label: &str) -> (u64, String) {
-    let external_id = format!("test-secret-{label}");
+    let external_id = format!("test-secret-of-{label}");
     let body = ok(
         call(
             addr,

@@ -59,14 +59,18 @@ use crate::runtime::Shared;
 use bucket::{Bucket, BucketCommand, BucketReply};
 use pool::{Pool, PoolCommand, PoolReply, POOL_ID};
 
-/// Longest item key, in bytes. Bounds the WAL record of a lease (see [`WorkConfig::validate`]).
-pub const KEY_BYTES_MAX: usize = 128;
-/// Longest result `detail`, in bytes.
-pub const DETAIL_BYTES_MAX: usize = 512;
+/// Longest item key, in characters (Unicode scalar values, what JSON Schema's `maxLength`
+/// counts, so the OpenAPI document can state the limit exactly).
+pub const KEY_CHARS_MAX: usize = 128;
+/// The most UTF-8 bytes a key of [`KEY_CHARS_MAX`] characters takes: what bounds the WAL records
+/// that carry keys (see [`BUCKET_SIZE_MAX`] and the lease's byte budget in `pool`).
+pub const KEY_BYTES_MAX: usize = 4 * KEY_CHARS_MAX;
+/// Longest result `detail`, in characters.
+pub const DETAIL_CHARS_MAX: usize = 512;
 /// Items in one `add_items` call (API.md: ≤ 18000).
 pub const ITEMS_PER_ADD_MAX: usize = 18_000;
-/// Longest `screen_name`, in bytes.
-pub const SCREEN_NAME_BYTES_MAX: usize = 64;
+/// Longest `screen_name`, in characters.
+pub const SCREEN_NAME_CHARS_MAX: usize = 64;
 /// Shortest `external_id`, in bytes (API.md: a secret of at least 16 characters; its alphabet is
 /// ASCII, so bytes and characters agree). 16 characters of the allowed alphabet carry ~100 bits.
 pub const EXTERNAL_ID_BYTES_MIN: usize = 16;
@@ -76,16 +80,25 @@ pub const EXTERNAL_ID_BYTES_MAX: usize = 64;
 pub const PAGE_LIMIT_MAX: usize = 500;
 /// Priority of an item added without one, and of discovered items.
 pub const DEFAULT_PRIORITY: i32 = 0;
-/// Largest `bucket_size` (a report of a whole bucket must fit in one WAL record).
-pub const BUCKET_SIZE_MAX: usize = 1000;
+/// Largest `bucket_size`: the lease that forms a bucket must fit one WAL record even when every
+/// key is as long as it may be (a lease record carries a formed bucket's keys twice).
+pub const BUCKET_SIZE_MAX: usize = 700;
+const _: () = assert!(
+    BUCKET_SIZE_MAX * (KEY_BYTES_MAX + KEY_RECORD_OVERHEAD_BYTES) * 2 <= RECORD_BYTES_BUDGET
+);
 /// The prefix of every client token (never a JWT, which starts with `ey`).
 pub const TOKEN_PREFIX: &str = "swc_";
 /// Bytes of randomness in a client token (hex-encoded after the prefix).
 const TOKEN_SECRET_BYTES: usize = 32;
 /// Bytes of one `add_items` chunk sent to the pool as one command (one WAL record).
 const ADD_CHUNK_BYTES_MAX: usize = 256 * 1024;
-/// Largest WAL record the work domain builds (the WAL's own limit is 1 MiB).
-const RECORD_BYTES_BUDGET: usize = 768 * 1024;
+/// Largest WAL record the work domain builds (the WAL's own limit is 1 MiB). A lease forms no
+/// more buckets than fit it (`pool`); a report larger than it is refused (send it in parts).
+pub(crate) const RECORD_BYTES_BUDGET: usize = 768 * 1024;
+/// Encoding overhead counted per key in a record (its length prefix and neighbours), generous.
+pub(crate) const KEY_RECORD_OVERHEAD_BYTES: usize = 8;
+/// Encoding overhead counted per result in a report record (outcome, client, time, options).
+const RESULT_RECORD_OVERHEAD_BYTES: usize = 40;
 
 /// The work workload's limits (`work.*` in the server config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,18 +181,9 @@ impl WorkConfig {
         if self.clients_max == 0 {
             return Err("work.clients_max must be at least 1".into());
         }
-        // A lease record carries each formed bucket's keys twice (pool and bucket events).
-        let lease_bytes = self.max_buckets_per_request * self.bucket_size * (KEY_BYTES_MAX + 8) * 2;
-        // A report record carries its results and discovered keys once, positions once more.
-        let report_bytes = self.bucket_size * (KEY_BYTES_MAX + DETAIL_BYTES_MAX + 40)
-            + self.discovered_per_report_max * (KEY_BYTES_MAX + 8);
-        if lease_bytes > RECORD_BYTES_BUDGET || report_bytes > RECORD_BYTES_BUDGET {
-            return Err(format!(
-                "work.max_buckets_per_request × work.bucket_size, or work.bucket_size and \
-                 work.discovered_per_report_max, are too large for one WAL record \
-                 (lease {lease_bytes} B, report {report_bytes} B, budget {RECORD_BYTES_BUDGET} B)"
-            ));
-        }
+        // Records stay within RECORD_BYTES_BUDGET by construction: one formed bucket always fits
+        // (BUCKET_SIZE_MAX), a lease forms no more buckets than fit, and a report larger than
+        // the budget is refused (`Work::validate_report`).
         Ok(())
     }
 
@@ -683,16 +687,19 @@ impl SplitMix {
     }
 }
 
-/// Checks an item key: 1..=`KEY_BYTES_MAX` bytes, no control characters.
+/// Checks an item key: 1..=`KEY_CHARS_MAX` characters, no control characters.
 pub fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= KEY_BYTES_MAX && !key.chars().any(char::is_control)
+    !key.is_empty()
+        && key.len() <= KEY_BYTES_MAX
+        && key.chars().count() <= KEY_CHARS_MAX
+        && !key.chars().any(char::is_control)
 }
 
 fn key_error(field: &str) -> Error {
     Error::invalid_field(
         "invalid_field",
         field,
-        format!("a key must be 1..={KEY_BYTES_MAX} bytes without control characters"),
+        format!("a key must be 1..={KEY_CHARS_MAX} characters without control characters"),
     )
 }
 
@@ -700,13 +707,13 @@ fn key_error(field: &str) -> Error {
 pub fn validate_registration(registration: &Registration) -> Result<()> {
     let name = &registration.screen_name;
     if name.trim().is_empty()
-        || name.len() > SCREEN_NAME_BYTES_MAX
+        || name.chars().count() > SCREEN_NAME_CHARS_MAX
         || name.chars().any(char::is_control)
     {
         return Err(Error::invalid_field(
             "invalid_field",
             "screen_name",
-            format!("screen_name must be 1..={SCREEN_NAME_BYTES_MAX} bytes of text"),
+            format!("screen_name must be 1..={SCREEN_NAME_CHARS_MAX} characters of text"),
         ));
     }
     let id = &registration.external_id;
@@ -725,6 +732,26 @@ pub fn validate_registration(registration: &Registration) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// An upper bound of the WAL record a report makes: its keys, details and discovered keys, with
+/// each entry's encoding overhead.
+fn report_record_bytes(report: &Report) -> usize {
+    let results: usize = report
+        .results
+        .iter()
+        .map(|result| {
+            result.key.len()
+                + result.detail.as_ref().map_or(0, String::len)
+                + RESULT_RECORD_OVERHEAD_BYTES
+        })
+        .sum();
+    let discovered: usize = report
+        .discovered
+        .iter()
+        .map(|key| key.len() + KEY_RECORD_OVERHEAD_BYTES)
+        .sum();
+    results + discovered
 }
 
 /// A fresh client token: the prefix and 32 random bytes in hex (from the OS-seeded CSPRNG).
@@ -1103,11 +1130,11 @@ impl Work<'_> {
         }
         for result in &report.results {
             if let Some(detail) = &result.detail {
-                if detail.len() > DETAIL_BYTES_MAX {
+                if detail.chars().count() > DETAIL_CHARS_MAX {
                     return Err(Error::invalid_field(
                         "invalid_field",
                         "detail",
-                        format!("detail must be at most {DETAIL_BYTES_MAX} bytes"),
+                        format!("detail must be at most {DETAIL_CHARS_MAX} characters"),
                     ));
                 }
             }
@@ -1122,6 +1149,18 @@ impl Work<'_> {
         }
         if !report.discovered.iter().all(|key| valid_key(key)) {
             return Err(key_error("discovered"));
+        }
+        let record_bytes = report_record_bytes(report);
+        if record_bytes > RECORD_BYTES_BUDGET {
+            return Err(Error::invalid_field(
+                "invalid_field",
+                "results",
+                format!(
+                    "the report is too large for one record ({record_bytes} bytes of keys, \
+                     details and discovered keys, at most {RECORD_BYTES_BUDGET}); report the \
+                     bucket in parts"
+                ),
+            ));
         }
         Ok(())
     }
@@ -1207,7 +1246,7 @@ mod tests {
             ("dora", &secret[1..]),
             ("dora", "has space has space"),
             ("dora", &"9".repeat(EXTERNAL_ID_BYTES_MAX + 1)),
-            (&"x".repeat(SCREEN_NAME_BYTES_MAX + 1), secret),
+            (&"x".repeat(SCREEN_NAME_CHARS_MAX + 1), secret),
         ] {
             let registration = Registration {
                 screen_name: screen_name.into(),
@@ -1233,6 +1272,22 @@ mod tests {
     /// BLAKE2b-256 of `switchyard.work.external_id\0dora-secret-0001`.
     const PINNED_DIGEST_OF_DORA: &str =
         "44eda3ca4fcec66d7aff911f8ae39949c5686bac03f938ac2d5209fe65dd514d";
+
+    #[test]
+    fn limits_count_characters() {
+        let wide = "\u{1F600}"; // four bytes of UTF-8
+        assert!(valid_key(&wide.repeat(KEY_CHARS_MAX)));
+        assert!(!valid_key(&wide.repeat(KEY_CHARS_MAX + 1)));
+        assert!(!valid_key(&"k".repeat(KEY_CHARS_MAX + 1)));
+        assert!(!valid_key("bell\u{7}"));
+        assert!(!valid_key("c1\u{85}"));
+        let named = |screen_name: String| Registration {
+            screen_name,
+            external_id: "dora-secret-0001".into(),
+        };
+        assert!(validate_registration(&named(wide.repeat(SCREEN_NAME_CHARS_MAX))).is_ok());
+        assert!(validate_registration(&named(wide.repeat(SCREEN_NAME_CHARS_MAX + 1))).is_err());
+    }
 
     #[test]
     fn default_and_test_configs_are_valid() {

@@ -41,6 +41,7 @@ use super::{
     external_id_digest, token_digest, unauthenticated, Added, BucketCounts, BucketView,
     ClientStats, DeadBucketView, ExternalIdHash, Grant, ItemCounts, ItemState, ItemView, KeyList,
     Page, ResultRecord, ResultView, SplitMix, TokenHash, WorkEvent, WorkStats, DEFAULT_PRIORITY,
+    KEY_RECORD_OVERHEAD_BYTES, RECORD_BYTES_BUDGET,
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -723,6 +724,9 @@ impl Pool {
         let mut grants = Vec::with_capacity(wanted);
         let mut views = Vec::with_capacity(wanted);
         let mut hint = Vec::new();
+        // The record carries each formed bucket's keys twice (`Leased` and `LeaseGranted`);
+        // buckets stop once the next would pass the budget (one always fits: BUCKET_SIZE_MAX).
+        let mut record_bytes = 0;
         for _ in 0..wanted {
             let take_open = match (open.peek(), former.best()) {
                 (Some((order, _)), Some(free)) => *order <= free,
@@ -746,9 +750,18 @@ impl Pool {
                     .into_iter()
                     .map(packed_index)
                     .collect();
+                let keys = self.keys_of(&chosen);
+                let bytes: usize = keys
+                    .iter()
+                    .map(|key| 2 * (key.len() + KEY_RECORD_OVERHEAD_BYTES))
+                    .sum();
+                if !grants.is_empty() && record_bytes + bytes > RECORD_BYTES_BUDGET {
+                    // Left pending for the next lease: `decide` changed nothing yet.
+                    break;
+                }
+                record_bytes += bytes;
                 let bucket_id = next_bucket_id;
                 next_bucket_id += 1;
-                let keys = self.keys_of(&chosen);
                 hint.push((bucket_id, chosen));
                 (bucket_id, 1, keys, true)
             };

@@ -196,7 +196,7 @@ pub fn registration(label: &str) -> Registration {
 
 /// The `external_id` of the client called `label`.
 pub fn secret(label: &str) -> String {
-    format!("test-secret-{label}")
+    format!("test-secret-of-{label}")
 }
 
 pub fn report_of(keys: &[String], outcome: Outcome) -> Report {
