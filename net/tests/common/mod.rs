@@ -47,6 +47,24 @@ impl Server {
 
     /// Starts the binary and waits for its listening line; `Err` if it exits first.
     pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Server, Exited> {
+        Server::try_start_with_env(data_dir, extra_args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (`SWITCHYARD_JWT_SECRET`, say; they
+    /// may override `RUST_LOG`).
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
+        match Server::try_start_with_env(data_dir, extra_args, envs) {
+            Ok(server) => server,
+            Err(exited) => panic!("server exited at start-up: {exited:?}"),
+        }
+    }
+
+    /// [`Server::try_start`] with extra environment variables.
+    pub fn try_start_with_env(
+        data_dir: &Path,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Server, Exited> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -54,6 +72,7 @@ impl Server {
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -272,6 +291,64 @@ pub fn call(
     body: Option<&str>,
 ) -> Response {
     try_call(addr, method, path, token, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// One request with the given extra header lines (`("Authorization", "Bearer x")`, repeatable)
+/// and body on a fresh connection; panics on an IO error.
+pub fn call_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// A `HEAD` request on a fresh connection (`Connection: close`): the response head, and as its
+/// body every byte the server sent after it until it closed (there must be none).
+pub fn head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut request = format!("HEAD {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut connection = Connection::open(addr).expect("connect");
+    connection
+        .stream
+        .write_all(request.as_bytes())
+        .expect("send HEAD");
+    let mut bytes = Vec::new();
+    connection
+        .stream
+        .read_to_end(&mut bytes)
+        .expect("read until the server closes");
+    let head_end = find(&bytes, b"\r\n\r\n").expect("a response head");
+    let text = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: bytes[head_end + 4..].to_vec(),
+    }
 }
 
 /// Sends raw bytes on a fresh connection and reads one response.
