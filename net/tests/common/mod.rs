@@ -358,6 +358,56 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
     connection.read_response()
 }
 
+/// [`call`] from another loopback source address (`127.0.0.2`, ...), so per-address limits can
+/// be told from per-e-mail ones: the socket is bound to `source` before it connects.
+pub fn call_from(
+    source: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Response {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(target) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the addresses are valid
+    // sockaddr_in values that outlive the calls; the descriptor goes to a TcpStream once set up.
+    let stream = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let local = sockaddr(source, 0);
+        let bound = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), length);
+        assert_eq!(
+            bound,
+            0,
+            "bind {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        let remote = sockaddr(*target.ip(), target.port());
+        let connected = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), length);
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut connection = Connection {
+        stream,
+        buffer: Vec::new(),
+    };
+    connection
+        .send(method, path, body, false)
+        .unwrap_or_else(|e| panic!("{method} {path} from {source}: {e}"))
+}
+
 /// A client connection that may carry several requests (keep-alive).
 pub struct Connection {
     pub stream: TcpStream,
