@@ -8,7 +8,10 @@
 //! - `meta.coverage_lsn` is flushed before any WAL segment at or below it is removed; every event at
 //!   or below it is reflected in flushed snapshots.
 //! - An actor's deadline (durable timer) is stored beside its snapshot, in the same batch.
-//! - The data directory is locked (`LOCK`, flock) for the life of the process.
+//! - The data directory is locked (`LOCK`, flock) for the life of the process ([`DirLock`], taken
+//!   by `Engine::open` or, for the server, before it binds its address).
+//! - The meta record names the format the store was written in: a store of a format this build
+//!   cannot read (`codec::is_readable`) is refused at open, naming both versions.
 //!
 //! A part that only grows (entries inserted or re-assigned, never removed) is kept as a
 //! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one sled key each,
