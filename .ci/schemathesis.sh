@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION="4.32.5"
 # Bounded and replayable: the same seed generates the same cases (`st run --seed`).
 SEED=20261129
-MAX_EXAMPLES=200
+MAX_EXAMPLES=400
 WORKERS=1
 
 BINARY="${1:-target/debug/switchyard}"

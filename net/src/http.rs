@@ -288,8 +288,14 @@ impl Fields {
     }
 }
 
+/// Magnitude below which every integral double is exactly the integer its literal wrote.
+const EXACT_FLOAT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+
 /// The integer a JSON number denotes, when it has no fractional part (JSON Schema's `integer`:
-/// `3.0` and `3e0` are 3). Floats beyond 2^53 are taken at their (integral) double value.
+/// `3.0` and `3e0` are 3). A number in float notation counts only below 2^53 in magnitude:
+/// beyond, the double may not be what the client wrote (`-9223372036854775809` arrives as the
+/// double -2^63, which would pass for `i64::MIN`), so it is refused as out of range. Integers
+/// written as integers are exact up to the u64 / i64 limits.
 fn integer(value: &Value) -> Option<i128> {
     let number = match value {
         Value::Number(number) => number,
@@ -302,8 +308,7 @@ fn integer(value: &Value) -> Option<i128> {
         return Some(i128::from(signed));
     }
     let float = number.as_f64()?;
-    // `as` saturates, and anything saturated is outside every range the callers accept.
-    (float.is_finite() && float.fract() == 0.0).then_some(float as i128)
+    (float.fract() == 0.0 && float.abs() < EXACT_FLOAT_INTEGER_LIMIT).then_some(float as i128)
 }
 
 /// A JSON value parsed like `serde_json::Value`, except that an object with a duplicated key is
@@ -590,6 +595,19 @@ mod tests {
             Some("mirror_to"),
         );
         check(r#"{"by": 1e300}"#, Some("invalid_field"), Some("by"));
+        // Beyond i64: serde_json reads it as the double -2^63, which must not pass for i64::MIN.
+        check(
+            r#"{"by": -9223372036854775809}"#,
+            Some("invalid_field"),
+            Some("by"),
+        );
+        check(r#"{"by": 9007199254740991.0}"#, None, None);
+        check(
+            r#"{"by": 9007199254740993.0}"#,
+            Some("invalid_field"),
+            Some("by"),
+        );
+        check(r#"{"by": -9223372036854775808}"#, None, None);
         // Duplicated keys, at the top or nested, are malformed JSON, not "last one wins".
         check(r#"{"by": 1, "by": 2}"#, Some("invalid_json"), None);
         check(
