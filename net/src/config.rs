@@ -72,7 +72,8 @@ pub struct AuthConfig {
     /// beyond, 429 `rate_limited` with `Retry-After` (whether the e-mail exists or not). 0 = no
     /// limit. Each failure costs one argon2 verification.
     pub login_failures_per_minute: u32,
-    /// Sign-up requests allowed per source address within a minute; beyond, 429 `rate_limited`.
+    /// Sign-up requests (with a well-formed body, whatever their verdict) allowed per source
+    /// address within a minute; beyond, 429 `rate_limited`.
     /// 0 = no limit. Each sign-up costs one argon2 hash.
     pub signups_per_minute_per_source: u32,
     /// Keys (e-mails, addresses) each throttle table tracks, about 64 bytes each; when full,
