@@ -7,9 +7,13 @@
 #
 # Usage: .ci/schemathesis.sh [path/to/switchyard]   (default: target/debug/switchyard, built by
 # the test run; built here if missing). Installs Schemathesis from PyPI into a virtual
-# environment under target/ (reused when the pinned version is already there). Runs in well
-# under 5 minutes on 2 cores (about 2 minutes here). Exits non-zero on any failure, on a server
-# that died or logged a panic, or on social invariants that no longer hold afterwards.
+# environment under target/ (reused when the pinned version is already there). Runs in under
+# 5 minutes on 2 cores (about 11,000 cases in 2.5 minutes here, 3.3 on a busy machine). Exits
+# non-zero on any failure, on a server that died or logged a panic, or on social invariants
+# that no longer hold afterwards.
+#
+# The examples phase is listed but skips every operation: the document carries no `example`
+# values, so there is nothing for it to send.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
