@@ -12,7 +12,7 @@
 //! Invariants: a client's `external_id` is its secret: it is read from the registration body
 //! and handed to the engine (which keeps only a digest), never echoed, listed or logged. A
 //! client route authenticates before it refuses its input: a bad token is 401 whatever the path,
-//! query or body say (see [`client_input`]).
+//! query or body say (see `client_input`).
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
