@@ -13,7 +13,20 @@ use crate::error::{Error, Result};
 /// (`store::Chunked`); post like counts and user counters are recomputed at load.
 /// 4: work buckets' snapshots and deadlines are packed (`store::packed`), and the pool's bucket
 /// table is stored in chunks of consecutive ids.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the work pool keeps a client's `external_id` only as a digest (`Part::Client`,
+/// `WorkEvent::ClientRegistered`, both new variants appended last). Format 4 is still read: its
+/// encoding is a subset of 5's, and the pool hashes its plain-text client parts and
+/// registration events as it loads and replays them; `Engine::open` then rewrites the pool and
+/// stamps the data dir 5, so an older build refuses it instead of misreading it.
+pub const FORMAT_VERSION: u32 = 5;
+
+/// The oldest format this build opens (and migrates to [`FORMAT_VERSION`] at open).
+pub const FORMAT_VERSION_READABLE_MIN: u32 = 4;
+
+/// True for a format this build can read: `FORMAT_VERSION_READABLE_MIN..=FORMAT_VERSION`.
+pub fn is_readable(version: u32) -> bool {
+    (FORMAT_VERSION_READABLE_MIN..=FORMAT_VERSION).contains(&version)
+}
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()

@@ -152,11 +152,16 @@ impl Entity for Counter {
                 let value = self
                     .value
                     .checked_add(by)
-                    .ok_or_else(|| Error::invalid("invalid_field", "counter would overflow"))?;
+                    // The input is fine; the counter's current value is what makes it fail.
+                    .ok_or_else(|| Error::conflict("counter_overflow", "counter would overflow"))?;
                 let mut events = vec![(ctx.key, Event::Counter(CounterEvent::Added { by }))];
                 if let Some(other) = mirror_to {
                     if other == self.id {
-                        return Err(Error::invalid("invalid_field", "cannot mirror to itself"));
+                        return Err(Error::invalid_field(
+                            "invalid_field",
+                            "mirror_to",
+                            "cannot mirror to itself",
+                        ));
                     }
                     events.push((
                         ActorKey::new(Kind::Counter, other),

@@ -155,13 +155,23 @@ impl Engine {
 
     /// As [`Engine::open`], with the given clock (tests use a [`ManualClock`]).
     pub fn open_with_clock(config: EngineConfig, clock: SharedClock) -> Result<Engine> {
+        let lock = DirLock::acquire(&config.data_dir)?;
+        Engine::open_locked(config, lock, clock)
+    }
+
+    /// As [`Engine::open_with_clock`] on a data dir whose lock the caller already holds
+    /// ([`DirLock::acquire`] on `config.data_dir`): the server takes it before it binds its
+    /// address, so a second server on the same dir is refused before it says it listens. The
+    /// engine keeps the lock until it is dropped.
+    pub fn open_locked(config: EngineConfig, lock: DirLock, clock: SharedClock) -> Result<Engine> {
         config
             .validate()
             .map_err(|message| Error::invalid("invalid_config", message))?;
         let started = std::time::Instant::now();
-        let lock = DirLock::acquire(&config.data_dir)?;
         let store = Store::open(&config.data_dir.join("sled"), config.sled_cache_bytes)?;
         let meta = store.meta()?;
+        // A data dir of an older readable format is migrated by this open (codec::FORMAT_VERSION).
+        let migrating = meta.format_version != 0 && meta.format_version < codec::FORMAT_VERSION;
         let mut replay = Replay::new(&store);
         let from = wal::RecoveryFrom {
             after_lsn: meta.coverage_lsn,
@@ -171,15 +181,33 @@ impl Engine {
         let (wal, report) = Wal::open_from(config.wal_config(), from, |lsn, payload| {
             replay.apply_record(lsn, payload)
         })?;
+        if migrating && work::pool::has_legacy_clients(&store)? {
+            // Format 4 kept work clients' external ids in plain text: load the pool (which
+            // hashes them) so the checkpoint below rewrites its client parts now.
+            replay.include(runtime::ActorKey::new(
+                runtime::Kind::WorkPool,
+                work::pool::POOL_ID,
+            ))?;
+        }
         let records_replayed = replay.records;
         let events_applied = replay.events_applied;
         failpoints::check(failpoints::OPEN_CHECKPOINT)
             .map_err(|error| Error::Store(error.to_string()))?;
         let actors_restored = replay.checkpoint()?;
         let last_lsn = wal.next_lsn() - 1;
-        if last_lsn > meta.coverage_lsn {
-            store.write_meta(last_lsn)?;
-            wal.remove_covered(last_lsn)?;
+        if last_lsn > meta.coverage_lsn || migrating {
+            // Stamps this build's format; the segments written by the older one are covered
+            // (every open starts a new segment) and go.
+            let covered_lsn = last_lsn.max(meta.coverage_lsn);
+            store.write_meta(covered_lsn)?;
+            wal.remove_covered(covered_lsn)?;
+            if migrating {
+                tracing::info!(
+                    from = meta.format_version,
+                    to = codec::FORMAT_VERSION,
+                    "data dir migrated to this build's format"
+                );
+            }
         }
         let post_ids = social::PostIds::new(social::posts::PostIndex::next_post_id(&store)?);
         let (system, system_thread, shards) = start_actor_system(config.shards)?;

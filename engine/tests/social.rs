@@ -173,6 +173,11 @@ async fn like_and_unlike_keep_records_and_counters_exact_across_restarts() {
             code(social.like(alice, post.id).await.unwrap_err()),
             "own_post"
         );
+        // Taking back a like of one's own post finds none (API.md lists only `not_liked`).
+        assert_eq!(
+            code(social.unlike(alice, post.id).await.unwrap_err()),
+            "not_liked"
+        );
         assert_eq!(
             code(social.unlike(bob, post.id).await.unwrap_err()),
             "not_liked"

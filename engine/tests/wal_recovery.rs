@@ -954,7 +954,8 @@ fn wal_segments_of_older_builds_are_read() {
     fs::create_dir_all(&config.dir).unwrap();
     let mut bytes = vec![0u8; SEGMENT_HEADER_BYTES as usize];
     bytes[..8].copy_from_slice(b"SWYDWAL1");
-    bytes[8..12].copy_from_slice(&switchyard_engine::codec::FORMAT_VERSION.to_le_bytes());
+    // Format 4: the last format written with legacy framing.
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     bytes[16..24].copy_from_slice(&1u64.to_le_bytes());
     let crc = crc32c(&bytes[..28]);
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());

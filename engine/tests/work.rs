@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use switchyard_engine::work::{ItemState, Outcome, Registration};
 use work_support::{
-    abandon_after_polls, code, field, join_all, registration, report_of, Client, Harness, LEASE_MS,
+    abandon_after_polls, code, field, join_all, registration, report_of, secret, Client, Harness,
+    LEASE_MS,
 };
 
 // ---- 7.1 Registration ----
@@ -23,7 +24,7 @@ async fn registering_for_the_first_time_with_a_valid_screen_name_and_id() {
         .register(
             Registration {
                 screen_name: "dora".into(),
-                external_id: "1001".into(),
+                external_id: secret("1001"),
             },
             None,
         )
@@ -90,8 +91,9 @@ async fn re_registering_without_unregistering() {
 #[tokio::test]
 async fn registering_without_any_detail() {
     let h = Harness::new();
+    let valid = secret("1001");
     for (screen_name, external_id, expected) in [
-        ("", "1001", "screen_name"),
+        ("", valid.as_str(), "screen_name"),
         ("dora", "", "external_id"),
         ("", "", "screen_name"),
     ] {
@@ -116,13 +118,17 @@ async fn registering_with_wrong_detail() {
     let h = Harness::new();
     let long_id = "9".repeat(65);
     let long_name = "n".repeat(65);
+    let valid = secret("1001");
     for (screen_name, external_id, expected) in [
-        ("dora", "has space", "external_id"),
+        ("dora", "has space, has space", "external_id"),
         ("dora", long_id.as_str(), "external_id"),
-        ("dora", "semi;colon", "external_id"),
-        ("   ", "1001", "screen_name"),
-        ("bell\u{7}", "1001", "screen_name"),
-        (long_name.as_str(), "1001", "screen_name"),
+        ("dora", "semi;colon;semi;colon", "external_id"),
+        // The external_id is a secret: shorter than 16 characters is refused.
+        ("dora", "1001", "external_id"),
+        ("dora", "fifteen-chars-1", "external_id"),
+        ("   ", valid.as_str(), "screen_name"),
+        ("bell\u{7}", valid.as_str(), "screen_name"),
+        (long_name.as_str(), valid.as_str(), "screen_name"),
     ] {
         let error = h
             .work()
@@ -901,4 +907,85 @@ async fn unresponsive_client_and_its_bucket_status() {
         .items
         .iter()
         .all(|key| states[key] == ItemState::Pending));
+}
+
+// ---- Limits in characters, records within their budget ----
+
+/// Keys count characters (up to 128, so up to 512 bytes of UTF-8), and a lease forms no more
+/// buckets than fit one WAL record: with buckets of `BUCKET_SIZE_MAX` keys of 128 characters of
+/// four bytes each, a lease asking for 10 gets one bucket, and the others wait for the next
+/// leases. A report that would not fit one record is refused and goes through in parts.
+#[tokio::test]
+async fn the_longest_keys_lease_one_bucket_at_a_time_and_report_in_parts() {
+    use switchyard_engine::work::{ItemResult, NewItem, Report, BUCKET_SIZE_MAX, KEY_CHARS_MAX};
+    let h = Harness::with(|work| {
+        work.bucket_size = BUCKET_SIZE_MAX;
+        work.max_buckets_per_request = 10;
+    });
+    let wide = "\u{1F600}";
+    let items: Vec<NewItem> = (0..3 * BUCKET_SIZE_MAX)
+        .map(|index| NewItem {
+            key: format!("{index:04}{}", wide.repeat(KEY_CHARS_MAX - 4)),
+            priority: None,
+        })
+        .collect();
+    let added = h.work().add_items(items).await.unwrap();
+    assert_eq!(added.added, 3 * BUCKET_SIZE_MAX as u64);
+    let too_long = NewItem {
+        key: wide.repeat(KEY_CHARS_MAX + 1),
+        priority: None,
+    };
+    assert_eq!(
+        field(h.work().add_items(vec![too_long]).await.unwrap_err()).as_deref(),
+        Some("items")
+    );
+
+    let client = h.client("long-keys").await;
+    let mut buckets = Vec::new();
+    for _ in 0..3 {
+        let leased = h.lease(&client, 10).await;
+        assert_eq!(
+            leased.len(),
+            1,
+            "one bucket of the longest keys fills a record"
+        );
+        assert_eq!(leased[0].items.len(), BUCKET_SIZE_MAX);
+        buckets.extend(leased);
+    }
+    assert!(
+        h.lease(&client, 10).await.is_empty(),
+        "every item was leased"
+    );
+
+    let bucket = &buckets[0];
+    let result = |key: &String| ItemResult {
+        key: key.clone(),
+        outcome: Outcome::No,
+        detail: Some(wide.repeat(512)),
+    };
+    let whole = Report {
+        results: bucket.items.iter().map(result).collect(),
+        ..Report::default()
+    };
+    let refused = h
+        .work()
+        .report(&client.token, bucket.id, whole)
+        .await
+        .unwrap_err();
+    assert_eq!(field(refused).as_deref(), Some("results"));
+    let mut remaining = bucket.items.len() as u64;
+    for part in bucket.items.chunks(BUCKET_SIZE_MAX / 4) {
+        let report = Report {
+            results: part.iter().map(result).collect(),
+            ..Report::default()
+        };
+        let outcome = h
+            .work()
+            .report(&client.token, bucket.id, report)
+            .await
+            .unwrap();
+        remaining -= part.len() as u64;
+        assert_eq!(outcome.remaining, remaining);
+    }
+    assert_eq!(remaining, 0);
 }

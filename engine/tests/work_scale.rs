@@ -89,7 +89,7 @@ async fn clients_drain_a_large_pool_exactly_once() {
                 .register(
                     Registration {
                         screen_name: format!("worker {worker}"),
-                        external_id: format!("w{worker}"),
+                        external_id: format!("scale-worker-{worker:04}"),
                     },
                     None,
                 )
@@ -211,7 +211,7 @@ async fn lease_throughput() {
                 let work = engine.work();
                 let registration = Registration {
                     screen_name: format!("worker {worker}"),
-                    external_id: format!("w{worker}"),
+                    external_id: format!("scale-worker-{worker:04}"),
                 };
                 let client = work.register(registration, None).await.unwrap();
                 let mut granted = 0usize;

@@ -7,13 +7,20 @@
 //! - The engine is set once, when it has finished opening; before that every API route answers
 //!   503 `unavailable` with `Retry-After` and changes nothing.
 //! - Every request is counted in the metrics exactly once, under its route pattern.
+//! - An API request with more than one `Authorization` header is 400 `invalid_header` before
+//!   any handler runs (which credential would count is ambiguous).
+//! - A `HEAD` request runs its path's `GET` handler and gets that response's status and headers,
+//!   `Content-Length` included, with no body.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use hyper::body::Incoming;
-use hyper::Request;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use hyper::{Method, Request};
 use switchyard_engine::Engine;
 
 use crate::adapters::Adapters;
@@ -22,6 +29,41 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, Response};
 use crate::metrics::{HttpMetrics, UNMATCHED_ROUTE};
 use crate::routes::{self, Ctx, Resolved, RouteKind, Router};
+use crate::throttle::Throttle;
+
+/// The throttles of the unauthenticated social routes (see [`crate::throttle`]).
+#[derive(Debug)]
+pub struct Throttles {
+    /// Failed logins per e-mail (`auth.login_failures_per_minute`).
+    pub login_by_email: Throttle,
+    /// Failed logins per source address (`auth.login_failures_per_minute`).
+    pub login_by_address: Throttle,
+    /// Sign-up attempts per source address (`auth.signups_per_minute_per_source`).
+    pub signup_by_address: Throttle,
+}
+
+impl Throttles {
+    pub fn new(config: &crate::config::AuthConfig) -> Throttles {
+        let keys_max = config.throttle_keys_max;
+        Throttles {
+            login_by_email: Throttle::new(
+                config.login_failures_per_minute,
+                keys_max,
+                "failed logins for this e-mail",
+            ),
+            login_by_address: Throttle::new(
+                config.login_failures_per_minute,
+                keys_max,
+                "failed logins from this address",
+            ),
+            signup_by_address: Throttle::new(
+                config.signups_per_minute_per_source,
+                keys_max,
+                "sign-ups from this address",
+            ),
+        }
+    }
+}
 
 /// The state shared by every connection of one server.
 pub struct App {
@@ -31,6 +73,8 @@ pub struct App {
     pub auth: Auth,
     /// The sign-up adapters (e-mail verification, enrichment).
     pub adapters: Adapters,
+    /// Login and sign-up throttles.
+    pub throttles: Throttles,
     router: Router,
     engine: OnceLock<Engine>,
     draining: AtomicBool,
@@ -43,11 +87,13 @@ impl App {
     pub fn new(config: ServerConfig, auth: Auth, adapters: Adapters) -> Arc<App> {
         let router = Router::new(routes::table(&config));
         let metrics = HttpMetrics::new(router.patterns());
+        let throttles = Throttles::new(&config.auth);
         Arc::new(App {
             config,
             metrics,
             auth,
             adapters,
+            throttles,
             router,
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
@@ -98,8 +144,12 @@ impl App {
                 let index = route.index;
                 let kind = route.route.kind;
                 let handler = route.route.handler;
+                let authorizations = head.headers.get_all(AUTHORIZATION).iter().count();
                 let admitted = match kind {
                     RouteKind::Service => Ok(None),
+                    RouteKind::Api if authorizations > 1 => Err(ApiError::invalid_header(
+                        "more than one Authorization header",
+                    )),
                     RouteKind::Api if self.engine().is_none() => {
                         Err(ApiError::unavailable("the engine is recovering"))
                     }
@@ -119,6 +169,11 @@ impl App {
                 (index, response)
             }
         };
+        let response = if method == Method::HEAD {
+            without_body(response).await
+        } else {
+            response
+        };
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
         self.metrics
@@ -132,4 +187,22 @@ impl App {
         );
         response
     }
+}
+
+/// The response to a `HEAD`: the `GET` response's status and headers, its `Content-Length`
+/// stated, no body.
+async fn without_body(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let length = match body.size_hint().exact() {
+        Some(length) => length,
+        // Our bodies are `Full`, whose size is exact; collecting is the fallback.
+        None => body
+            .collect()
+            .await
+            .map_or(0, |collected| collected.to_bytes().len() as u64),
+    };
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(length));
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }

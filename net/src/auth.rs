@@ -1,11 +1,17 @@
-//! Authentication: JWT login tokens for users (HS256, claims `sub`/`iat`/`exp`/`role`), the
-//! admin bearer token, and the JWT secret's life cycle.
+//! Authentication: JWT login tokens for users (HS256, claims `sub`/`iat`/`exp`/`role`, optional
+//! `nbf`), the admin bearer token, and the JWT secret's life cycle.
 //!
 //! The secret comes from `SWITCHYARD_JWT_SECRET`; without it one is generated on first start and
 //! kept in `<data dir>/jwt_secret` (mode 0600), so tokens survive restarts.
 //!
-//! Invariants: an expired, tampered, wrongly signed or malformed token is 401 `unauthenticated`;
-//! tokens are never logged; the admin token is compared in constant time.
+//! A token's claims are checked here ([`Auth::verify`]); whether its `sub` names a user is the
+//! engine's to say, so a token verified for the first time comes back
+//! [`Verified::Unconfirmed`] and is remembered ([`Auth::confirm`]) only once the caller has found
+//! the user (`routes::social` does both).
+//!
+//! Invariants: an expired, not-yet-valid (`nbf` or `iat` more than `auth.clock_skew_seconds` in
+//! the future), tampered, wrongly signed or malformed token is 401 `unauthenticated`; tokens are
+//! never logged; the admin token is compared in constant time.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -21,6 +27,8 @@ use crate::error::{ApiError, Error};
 pub const SECRET_FILE: &str = "jwt_secret";
 /// Bytes of a generated secret (256 bits, the HS256 key size).
 const SECRET_BYTES: usize = 32;
+/// `auth.clock_skew_seconds` when not configured.
+pub const CLOCK_SKEW_SECONDS_DEFAULT: u64 = 5;
 
 /// What a login token asserts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +38,19 @@ pub struct Claims {
     pub iat: u64,
     pub exp: u64,
     pub role: String,
+    /// Not before (Unix seconds); the server never sets it, but honours it when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+}
+
+/// A user token whose signature and claims hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// Seen before, and its user was found then (users are never deleted).
+    Known(u64),
+    /// First seen: the caller must find user `user` before trusting it, then call
+    /// [`Auth::confirm`] with `exp`.
+    Unconfirmed { user: u64, exp: u64 },
 }
 
 /// Token issuing and checking for one server.
@@ -38,6 +59,8 @@ pub struct Auth {
     decoding: DecodingKey,
     validation: Validation,
     ttl_seconds: u64,
+    /// How far in the future `nbf` and `iat` may be (clocks of issuers differ a little).
+    clock_skew_seconds: u64,
     admin_token: Option<String>,
     verified: VerifiedTokens,
 }
@@ -123,15 +146,24 @@ impl Auth {
     pub fn from_secret(secret: &[u8], ttl_seconds: u64, admin_token: Option<String>) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        // `nbf` and `iat` are checked in `verify`, against `clock_skew_seconds`.
+        validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         Auth {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_seconds,
+            clock_skew_seconds: CLOCK_SKEW_SECONDS_DEFAULT,
             admin_token,
             verified: VerifiedTokens::new(0),
         }
+    }
+
+    /// Accepts `nbf` and `iat` up to `seconds` in the future (`auth.clock_skew_seconds`).
+    pub fn with_clock_skew(mut self, seconds: u64) -> Auth {
+        self.clock_skew_seconds = seconds;
+        self
     }
 
     /// Remembers up to `entries` verified tokens (see `VerifiedTokens`); 0 = verify every time.
@@ -146,13 +178,18 @@ impl Auth {
 
     /// Issues a token for `user_id` at `now_seconds` (Unix time).
     pub fn issue(&self, user_id: u64, now_seconds: u64) -> Result<String, ApiError> {
-        let claims = Claims {
+        self.sign(&Claims {
             sub: user_id.to_string(),
             iat: now_seconds,
             exp: now_seconds + self.ttl_seconds,
             role: "user".into(),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
+            nbf: None,
+        })
+    }
+
+    /// Signs arbitrary claims (the tests forge `nbf`, `iat` and `sub` with it).
+    pub fn sign(&self, claims: &Claims) -> Result<String, ApiError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding).map_err(
             |error| {
                 tracing::error!(%error, "cannot sign a token");
                 ApiError::internal()
@@ -160,13 +197,13 @@ impl Auth {
         )
     }
 
-    /// The user id a token names, if it is valid and unexpired.
-    pub fn verify(&self, token: &str) -> Result<u64, ApiError> {
-        if let Some(user) = self
-            .verified
-            .get(token, jsonwebtoken::get_current_timestamp())
-        {
-            return Ok(user);
+    /// Checks a user token: signature, `exp`, `nbf` and `iat` (not beyond the clock skew in the
+    /// future), `role`, and that `sub` is a user id. Whether that user exists is the caller's to
+    /// check for a [`Verified::Unconfirmed`] token.
+    pub fn verify(&self, token: &str) -> Result<Verified, ApiError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(user) = self.verified.get(token, now) {
+            return Ok(Verified::Known(user));
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| {
@@ -179,22 +216,33 @@ impl Auth {
                 };
                 ApiError::unauthenticated(reason)
             })?;
-        if data.claims.role != "user" {
+        let claims = data.claims;
+        let latest = now.saturating_add(self.clock_skew_seconds);
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(ApiError::unauthenticated(
+                "the token is not valid yet (nbf)",
+            ));
+        }
+        if claims.iat > latest {
+            return Err(ApiError::unauthenticated(
+                "the token is issued in the future (iat)",
+            ));
+        }
+        if claims.role != "user" {
             return Err(ApiError::unauthenticated("the token is not a user token"));
         }
-        let user = data
-            .claims
-            .sub
-            .parse::<u64>()
-            .map_err(|_| ApiError::unauthenticated("the token's subject is not a user id"))?;
-        self.verified.insert(token, user, data.claims.exp);
-        Ok(user)
+        let user = parse_user_id(&claims.sub)
+            .ok_or_else(|| ApiError::unauthenticated("the token's subject is not a user id"))?;
+        Ok(Verified::Unconfirmed {
+            user,
+            exp: claims.exp,
+        })
     }
 
-    /// The user named by `Authorization: Bearer <jwt>`.
-    pub fn user(&self, authorization: Option<&str>) -> Result<u64, ApiError> {
-        let token = bearer(authorization)?;
-        self.verify(token)
+    /// Remembers a token whose user the caller found, so its next use skips the checks (its
+    /// `exp` is still checked on every use).
+    pub fn confirm(&self, token: &str, user: u64, exp: u64) {
+        self.verified.insert(token, user, exp);
     }
 
     /// Checks `Authorization: Bearer <admin token>`; 401 without a valid one, 403 when no admin
@@ -220,7 +268,16 @@ impl Auth {
     }
 }
 
-fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
+/// A user id as JWT `sub` carries it: decimal digits, no sign or padding.
+fn parse_user_id(sub: &str) -> Option<u64> {
+    sub.bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then(|| sub.parse().ok())
+        .flatten()
+}
+
+/// The token of `Authorization: Bearer <token>` (401 when absent or of another scheme).
+pub fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
     let header = authorization
         .ok_or_else(|| ApiError::unauthenticated("an Authorization header is required"))?;
     let (scheme, token) = header
@@ -299,8 +356,21 @@ mod tests {
             .with_verified_cache(16);
         let now = jsonwebtoken::get_current_timestamp();
         let token = auth.issue(42, now).unwrap();
-        assert_eq!(auth.verify(&token).unwrap(), 42);
-        assert_eq!(auth.user(Some(&format!("Bearer {token}"))).unwrap(), 42);
+        assert_eq!(
+            auth.verify(&token).unwrap(),
+            Verified::Unconfirmed {
+                user: 42,
+                exp: now + 60
+            },
+            "not remembered before its user is confirmed"
+        );
+        assert!(matches!(
+            auth.verify(&token),
+            Ok(Verified::Unconfirmed { .. })
+        ));
+        auth.confirm(&token, 42, now + 60);
+        assert_eq!(auth.verify(&token).unwrap(), Verified::Known(42));
+        assert_eq!(bearer(Some(&format!("Bearer {token}"))).unwrap(), token);
         // Another secret's token is refused.
         let other = Auth::from_secret(b"another secret another secret!!!", 60, None);
         assert_eq!(other.verify(&token).unwrap_err().code(), "unauthenticated");
@@ -316,11 +386,37 @@ mod tests {
         // Expired.
         let old = auth.issue(42, now - 3600).unwrap();
         assert_eq!(auth.verify(&old).unwrap_err().code(), "unauthenticated");
-        assert_eq!(auth.user(None).unwrap_err().code(), "unauthenticated");
+        assert_eq!(bearer(None).unwrap_err().code(), "unauthenticated");
         assert_eq!(
-            auth.user(Some("Basic abc")).unwrap_err().code(),
+            bearer(Some("Basic abc")).unwrap_err().code(),
             "unauthenticated"
         );
+    }
+
+    #[test]
+    fn nbf_iat_role_and_sub_are_checked() {
+        let auth =
+            Auth::from_secret(b"0123456789abcdef0123456789abcdef", 60, None).with_clock_skew(5);
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = |iat: u64, nbf: Option<u64>, sub: &str, role: &str| Claims {
+            sub: sub.into(),
+            iat,
+            exp: now + 600,
+            role: role.into(),
+            nbf,
+        };
+        let check = |claims: Claims, ok: bool| {
+            let token = auth.sign(&claims).unwrap();
+            assert_eq!(auth.verify(&token).is_ok(), ok, "{claims:?}");
+        };
+        check(claims(now, None, "7", "user"), true);
+        check(claims(now + 3, Some(now + 3), "7", "user"), true); // within the skew
+        check(claims(now, Some(now + 60), "7", "user"), false); // not valid yet
+        check(claims(now + 60, None, "7", "user"), false); // issued in the future
+        check(claims(now, None, "7", "admin"), false);
+        for sub in ["", "x", "-7", "+7", " 7", "18446744073709551616"] {
+            check(claims(now, None, sub, "user"), false);
+        }
     }
 
     #[test]
@@ -337,9 +433,11 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let second = Auth::load(None, dir.path(), 60, None).unwrap();
-        assert_eq!(
-            second.verify(&token).unwrap(),
-            7,
+        assert!(
+            matches!(
+                second.verify(&token),
+                Ok(Verified::Unconfirmed { user: 7, .. })
+            ),
             "tokens survive a restart"
         );
     }

@@ -65,6 +65,20 @@ pub struct AuthConfig {
     pub password_hash_iterations: u32,
     /// Verified login tokens remembered so a repeat skips the JWT check; 0 = none.
     pub verified_token_cache_entries: usize,
+    /// How far in the future a login token's `nbf` or `iat` may be before it is refused (401):
+    /// the clock difference tolerated between the issuer and this server.
+    pub clock_skew_seconds: u64,
+    /// Failed logins allowed per e-mail and, separately, per source address within a minute;
+    /// beyond, 429 `rate_limited` with `Retry-After` (whether the e-mail exists or not). 0 = no
+    /// limit. Each failure costs one argon2 verification.
+    pub login_failures_per_minute: u32,
+    /// Sign-up requests (with a well-formed body, whatever their verdict) allowed per source
+    /// address within a minute; beyond, 429 `rate_limited`.
+    /// 0 = no limit. Each sign-up costs one argon2 hash.
+    pub signups_per_minute_per_source: u32,
+    /// Keys (e-mails, addresses) each throttle table tracks, about 64 bytes each; when full,
+    /// expired windows go first, then all.
+    pub throttle_keys_max: usize,
 }
 
 /// `[social]`: the sign-up adapters. An adapter is on when its API key is set.
@@ -307,6 +321,10 @@ impl Default for AuthConfig {
             password_hash_memory_kib: hashing.password_hash_memory_kib,
             password_hash_iterations: hashing.password_hash_iterations,
             verified_token_cache_entries: 65_536,
+            clock_skew_seconds: crate::auth::CLOCK_SKEW_SECONDS_DEFAULT,
+            login_failures_per_minute: 10,
+            signups_per_minute_per_source: 60,
+            throttle_keys_max: 65_536,
         }
     }
 }
@@ -493,6 +511,12 @@ impl ServerConfig {
         let limits = &self.limits;
         at_least("durability_batch_ms", self.durability_batch_ms, 1)?;
         at_least("auth.token_ttl_seconds", self.auth.token_ttl_seconds, 1)?;
+        at_most(
+            "auth.clock_skew_seconds",
+            self.auth.clock_skew_seconds,
+            3600,
+        )?;
+        at_least("auth.throttle_keys_max", self.auth.throttle_keys_max, 1)?;
         at_least(
             "auth.password_hash_memory_kib",
             self.auth.password_hash_memory_kib,

@@ -174,6 +174,20 @@ impl ApiError {
         error
     }
 
+    /// 429 `rate_limited` with `Retry-After`: `retry_after_ms` as whole seconds, rounded up, at
+    /// least 1 (the header has second resolution).
+    pub fn rate_limited(message: impl Into<Cow<'static, str>>, retry_after_ms: u64) -> Self {
+        let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+        error.retry_after_seconds =
+            Some(retry_after_ms.div_ceil(1000).clamp(1, u64::from(u32::MAX)) as u32);
+        error
+    }
+
+    /// 400 `invalid_header`: a header is malformed or ambiguous (two `Authorization` headers).
+    pub fn invalid_header(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_header", message)
+    }
+
     /// 401 `unauthenticated`: no, expired or bad token.
     pub fn unauthenticated(message: impl Into<Cow<'static, str>>) -> Self {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
@@ -226,14 +240,7 @@ impl ApiError {
             EngineError::RateLimited {
                 message,
                 retry_after_ms,
-            } => {
-                let mut error =
-                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
-                // Whole seconds, rounded up, at least 1 (Retry-After has second resolution).
-                error.retry_after_seconds =
-                    Some(retry_after_ms.div_ceil(1000).clamp(1, u64::from(u32::MAX)) as u32);
-                error
-            }
+            } => ApiError::rate_limited(message, retry_after_ms),
             EngineError::Overloaded(what) => ApiError::overloaded(format!("{what} is full")),
             EngineError::Unavailable(what) => {
                 ApiError::unavailable(format!("engine unavailable: {what}"))

@@ -9,6 +9,9 @@
 //!   fails with `unknown_field` naming a key no accessor consumed.
 //! - Field errors always carry `"field"`: `missing_field` when absent, `invalid_field` when
 //!   present with the wrong type or range (including `null` for a required field).
+//! - A JSON object with a duplicated key, at any depth, is `invalid_json`: no "last one wins".
+//! - An integer field takes what JSON Schema calls an integer: a number without a fractional
+//!   part, so `3`, `3.0` and `3e0` are the same 3 (a schema-driven client may send any of them).
 
 use std::time::Duration;
 
@@ -17,8 +20,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::StatusCode;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
 
 use crate::error::{ApiError, Response};
 
@@ -99,7 +103,7 @@ impl Fields {
                 "the body is empty; expected a JSON object",
             ));
         }
-        let value: Value = serde_json::from_slice(bytes)
+        let StrictValue(value) = serde_json::from_slice(bytes)
             .map_err(|error| ApiError::invalid_json(format!("malformed JSON: {error}")))?;
         match value {
             Value::Object(map) => Ok(Fields {
@@ -157,14 +161,20 @@ impl Fields {
     }
 
     fn as_u64(&self, name: &str, value: &Value) -> Result<u64, ApiError> {
-        value
-            .as_u64()
+        integer(value)
+            .and_then(|number| u64::try_from(number).ok())
             .ok_or_else(|| self.invalid(name, "must be an unsigned 64-bit integer"))
     }
 
+    fn as_u32(&self, name: &str, value: &Value) -> Result<u32, ApiError> {
+        integer(value)
+            .and_then(|number| u32::try_from(number).ok())
+            .ok_or_else(|| self.invalid(name, "must be an unsigned 32-bit integer"))
+    }
+
     fn as_i64(&self, name: &str, value: &Value) -> Result<i64, ApiError> {
-        value
-            .as_i64()
+        integer(value)
+            .and_then(|number| i64::try_from(number).ok())
             .ok_or_else(|| self.invalid(name, "must be a signed 64-bit integer"))
     }
 
@@ -189,6 +199,12 @@ impl Fields {
     pub fn optional_u64(&mut self, name: &str) -> Result<Option<u64>, ApiError> {
         self.take_optional(name)
             .map(|value| self.as_u64(name, &value))
+            .transpose()
+    }
+
+    pub fn optional_u32(&mut self, name: &str) -> Result<Option<u32>, ApiError> {
+        self.take_optional(name)
+            .map(|value| self.as_u32(name, &value))
             .transpose()
     }
 
@@ -272,6 +288,103 @@ impl Fields {
     }
 }
 
+/// Magnitude below which every integral double is exactly the integer its literal wrote.
+const EXACT_FLOAT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+/// The integer a JSON number denotes, when it has no fractional part (JSON Schema's `integer`:
+/// `3.0` and `3e0` are 3). A number in float notation counts only below 2^53 in magnitude:
+/// beyond, the double may not be what the client wrote (`-9223372036854775809` arrives as the
+/// double -2^63, which would pass for `i64::MIN`), so it is refused as out of range. Integers
+/// written as integers are exact up to the u64 / i64 limits.
+fn integer(value: &Value) -> Option<i128> {
+    let number = match value {
+        Value::Number(number) => number,
+        _ => return None,
+    };
+    if let Some(unsigned) = number.as_u64() {
+        return Some(i128::from(unsigned));
+    }
+    if let Some(signed) = number.as_i64() {
+        return Some(i128::from(signed));
+    }
+    let float = number.as_f64()?;
+    (float.fract() == 0.0 && float.abs() < EXACT_FLOAT_INTEGER_LIMIT).then_some(float as i128)
+}
+
+/// A JSON value parsed like `serde_json::Value`, except that an object with a duplicated key is
+/// an error (serde_json keeps the last one, so `{"email": a, "email": b}` would register `b`).
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
+        Number::from_f64(value)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("a number out of range"))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let StrictValue(value) = access.next_value()?;
+            if map.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            map.insert(key, value);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
 /// One page request: `?limit=N&cursor=C`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -325,12 +438,18 @@ impl Query {
         Ok(found)
     }
 
+    /// Decimal digits only (no sign, no spaces): what a schema's `integer` query value is.
     pub fn optional_u64(&mut self, name: &str) -> Result<Option<u64>, ApiError> {
         self.optional_str(name)?
             .map(|value| {
-                value.parse::<u64>().map_err(|_| {
-                    ApiError::invalid_field(name, "must be an unsigned 64-bit integer")
-                })
+                value
+                    .bytes()
+                    .all(|byte| byte.is_ascii_digit())
+                    .then(|| value.parse::<u64>().ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        ApiError::invalid_field(name, "must be an unsigned 64-bit integer")
+                    })
             })
             .transpose()
     }
@@ -468,6 +587,39 @@ mod tests {
         check(r#"{}"#, Some("missing_field"), Some("by"));
         check(r#"{"by": "1"}"#, Some("invalid_field"), Some("by"));
         check(r#"{"by": 1.5}"#, Some("invalid_field"), Some("by"));
+        check(r#"{"by": 2.0, "mirror_to": 3e1}"#, None, None);
+        check(r#"{"by": -2.0}"#, None, None);
+        check(
+            r#"{"by": 1, "mirror_to": -1.0}"#,
+            Some("invalid_field"),
+            Some("mirror_to"),
+        );
+        check(r#"{"by": 1e300}"#, Some("invalid_field"), Some("by"));
+        // Beyond i64: serde_json reads it as the double -2^63, which must not pass for i64::MIN.
+        check(
+            r#"{"by": -9223372036854775809}"#,
+            Some("invalid_field"),
+            Some("by"),
+        );
+        check(r#"{"by": 9007199254740991.0}"#, None, None);
+        check(
+            r#"{"by": 9007199254740993.0}"#,
+            Some("invalid_field"),
+            Some("by"),
+        );
+        check(r#"{"by": -9223372036854775808}"#, None, None);
+        // Duplicated keys, at the top or nested, are malformed JSON, not "last one wins".
+        check(r#"{"by": 1, "by": 2}"#, Some("invalid_json"), None);
+        check(
+            r#"{"by": 1, "note": {"a": 1, "a": 1}}"#,
+            Some("invalid_json"),
+            None,
+        );
+        check(
+            r#"{"by": 1, "note": [{"a": 1, "a": 1}]}"#,
+            Some("invalid_json"),
+            None,
+        );
         check(r#"{"by": null}"#, Some("invalid_field"), Some("by"));
         check(
             r#"{"by": 1, "mirror_to": -1}"#,
@@ -504,7 +656,15 @@ mod tests {
         let parsed = page("limit=500&cursor=a%2Bb+c").expect("max");
         assert_eq!(parsed.limit, 500);
         assert_eq!(parsed.cursor.as_deref(), Some("a+b c"));
-        for bad in ["limit=0", "limit=501", "limit=x", "limit=1&limit=2"] {
+        for bad in [
+            "limit=0",
+            "limit=501",
+            "limit=x",
+            "limit=1&limit=2",
+            "limit=+5",
+            "limit=5.0",
+            "limit=%205",
+        ] {
             let error = page(bad).expect_err(bad);
             assert_eq!(
                 (error.code, error.field.as_deref()),

@@ -7,8 +7,9 @@
 //!   TOML file ← `--set` ← flags and environment; `validate()` checks relations at start-up.
 //! - [`app`]: [`app::App`], the state connections share, and the per-request pipeline (route →
 //!   admission → handler → metrics).
-//! - [`server`]: [`run`]: the accept loop (connection limit taken before `accept`), per-connection
-//!   hyper setup, opening the engine in the background, graceful shutdown in a fixed order.
+//! - [`server`]: [`lock_data_dir`] (taken before the address is bound) and [`run`]: the accept
+//!   loop (connection limit taken before `accept`), per-connection hyper setup, opening the
+//!   engine in the background, graceful shutdown in a fixed order.
 //! - [`routes`]: the hand-written router (method + path pattern → handler), the request context
 //!   handlers see, and one module per domain (`service`, `demo`, ...).
 //! - [`http`]: the wire helpers every handler uses: bounded body reading, the strict JSON object
@@ -17,6 +18,8 @@
 //!   error body of API.md) with the one table mapping every engine error to a status and code.
 //! - [`metrics`]: request counters and latency histograms by route pattern, in-flight and
 //!   connection gauges, rendered with the engine's metrics for `GET /metrics`.
+//! - [`auth`]: JWT login tokens, the admin token, the JWT secret. [`throttle`]: the per-e-mail
+//!   and per-address windows of login failures and sign-ups. [`adapters`]: the sign-up adapters.
 //!
 //! **Architecture Invariant:** this crate knows HTTP, JSON and (later) JWT; the engine knows none
 //! of them. Handlers never touch engine internals, only `switchyard_engine::Engine`'s API.
@@ -33,7 +36,8 @@ pub mod http;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod throttle;
 
 pub use config::ServerConfig;
 pub use error::{ApiError, Error};
-pub use server::run;
+pub use server::{lock_data_dir, run};

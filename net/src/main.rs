@@ -1,6 +1,9 @@
-//! The `switchyard` binary: parse the command line and configuration, set up logging, build the
-//! tokio runtime, bind, and call [`switchyard_net::run`] until SIGINT or SIGTERM. Thin on purpose:
-//! everything testable lives in the library.
+//! The `switchyard` binary: parse the command line and configuration, set up logging, lock the
+//! data dir, build the tokio runtime, bind, and call [`switchyard_net::run`] until SIGINT or
+//! SIGTERM. Thin on purpose: everything testable lives in the library.
+//!
+//! The data dir is locked before the address is bound: a second server on the same dir exits 1
+//! ("... is locked by another process") without binding or printing its listening line.
 //!
 //! Exit codes: 0 after a graceful shutdown; 1 when start-up fails (bad configuration, the address
 //! is taken, the data directory is locked or unreadable) or the engine fails to shut down, with a
@@ -114,6 +117,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::build(args.config.as_deref(), &args.set, flags, |name| {
         std::env::var(name).ok()
     })?;
+    let lock = switchyard_net::lock_data_dir(&config)?;
     let runtime = build_runtime(config.server.worker_threads)?;
     let result = runtime.block_on(async {
         let listen = config.server.listen.clone();
@@ -121,7 +125,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let shutdown = shutdown_signal().context("installing signal handlers")?;
-        switchyard_net::run(listener, config, shutdown).await?;
+        switchyard_net::run(listener, config, lock, shutdown).await?;
         anyhow::Ok(())
     });
     // Connections abandoned at the drain deadline must not hold the exit up.

@@ -1,10 +1,13 @@
-//! [`run`]: the server loop. Owns the listener, the connection limit, the hyper connection setup,
-//! opening the engine in the background, and shutdown.
+//! [`lock_data_dir`] and [`run`]: the server loop. Owns the listener, the connection limit, the
+//! hyper connection setup, opening the engine in the background, and shutdown.
 //!
-//! Start-up: print `switchyard listening on http://ADDR` (one line, stdout, flushed; tests read
-//! the port from it) → start opening the engine on its own thread (recovery may take a while) →
-//! serve at once: `/healthz` answers, `/readyz` says `recovering`, API routes answer 503 until the
-//! engine is open. If the engine fails to open, `run` returns the error: the process must not keep
+//! Start-up: [`lock_data_dir`] takes the data dir's lock before the caller binds its address, so
+//! a second server on the same dir is refused before it binds or says it listens → `run` loads
+//! the JWT secret and the adapters (a failure stops start-up before the listening line too) →
+//! prints `switchyard listening on http://ADDR` (one line, stdout, flushed; tests read the port
+//! from it) → starts opening the engine on its own thread (recovery may take a while) → serves at
+//! once: `/healthz` answers, `/readyz` says `recovering`, API routes answer 503 until the engine
+//! is open. If the engine fails to open, `run` returns the error: the process must not keep
 //! serving without an engine.
 //!
 //! Shutdown, in this order (STYLE 11), when `shutdown` resolves:
@@ -32,7 +35,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use switchyard_engine::{Engine, EngineConfig, Error as EngineError};
+use switchyard_engine::store::DirLock;
+use switchyard_engine::{Engine, EngineConfig, Error as EngineError, SystemClock};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -47,16 +51,41 @@ const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
 /// hyper refuses a read buffer smaller than this.
 const HYPER_BUFFER_BYTES_MIN: usize = 8192;
 
+/// The data directory's lock, held from before the address is bound until the engine that
+/// [`run`] opens with it is dropped.
+#[derive(Debug)]
+pub struct DataDirLock(DirLock);
+
+/// Takes the lock of `server.data_dir` (creating the directory if missing). A data dir another
+/// process holds is refused here, so `main` takes it before it binds: a second server on the same
+/// dir stops before it binds its address or prints that it is listening.
+pub fn lock_data_dir(config: &ServerConfig) -> Result<DataDirLock, Error> {
+    DirLock::acquire(&config.server.data_dir)
+        .map(DataDirLock)
+        .map_err(Error::Engine)
+}
+
 /// Serves HTTP on `listener` until `shutdown` resolves, then shuts down in order (module docs).
-/// Returns an error if the engine cannot open or cannot shut down cleanly.
+/// `lock` is [`lock_data_dir`]'s for the same config. Returns an error if the engine cannot open
+/// or cannot shut down cleanly.
 pub async fn run(
     listener: TcpListener,
     config: ServerConfig,
+    lock: DataDirLock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listening address", e))?;
+    let auth = Auth::load(
+        config.secrets.jwt_secret.as_deref(),
+        &config.server.data_dir,
+        config.auth.token_ttl_seconds,
+        config.secrets.admin_token.clone(),
+    )?
+    .with_verified_cache(config.auth.verified_token_cache_entries)
+    .with_clock_skew(config.auth.clock_skew_seconds);
+    let adapters = Adapters::from_config(&config.social)?;
     announce(address)?;
     if !config.compat.names().is_empty() {
         tracing::warn!(
@@ -67,15 +96,7 @@ pub async fn run(
     let shutdown_deadline = Duration::from_millis(config.server.shutdown_deadline_ms);
     let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let builder = connection_builder(&config.limits);
-    let mut opening = open_engine(config.engine_config());
-    let auth = Auth::load(
-        config.secrets.jwt_secret.as_deref(),
-        &config.server.data_dir,
-        config.auth.token_ttl_seconds,
-        config.secrets.admin_token.clone(),
-    )?
-    .with_verified_cache(config.auth.verified_token_cache_entries);
-    let adapters = Adapters::from_config(&config.social)?;
+    let mut opening = open_engine(config.engine_config(), lock);
     let app = App::new(config, auth, adapters);
     let graceful = GracefulShutdown::new();
     tracing::info!(%address, "serving; opening the engine");
@@ -175,14 +196,17 @@ fn connection_builder(limits: &LimitsConfig) -> http1::Builder {
 }
 
 /// Opens the engine on its own thread (recovery is blocking and may be long) and reports the
-/// outcome on the returned channel.
-fn open_engine(config: EngineConfig) -> oneshot::Receiver<Result<Engine, EngineError>> {
+/// outcome on the returned channel. The engine keeps `lock` for as long as it lives.
+fn open_engine(
+    config: EngineConfig,
+    lock: DataDirLock,
+) -> oneshot::Receiver<Result<Engine, EngineError>> {
     let (sender, receiver) = oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("switchyard-open".into())
         .spawn(move || {
             // If the server stopped waiting, the engine is dropped here, which closes it.
-            let _ = sender.send(Engine::open(config));
+            let _ = sender.send(Engine::open_locked(config, lock.0, Arc::new(SystemClock)));
         });
     if let Err(error) = spawned {
         // The sender was moved into the closure that failed to spawn and is dropped with it, so

@@ -6,14 +6,22 @@
 //!   `paths` is a mounted route; every `{param}` of a path is declared as a path parameter;
 //! - every `$ref` resolves; every error code the sources can send (`ApiError::new(status,
 //!   "code"`, the engine's `Error::conflict("code"`, ...) is in the `ErrorCode` catalogue, every
-//!   catalogue code occurs in the sources, and every response's `x-error-codes` are catalogued.
+//!   catalogue code occurs in the sources, and every response's `x-error-codes` are catalogued;
+//! - the status walk: every documented operation is called with a grid of path parameters
+//!   (existing, one's own, unknown, malformed), credentials (none, garbage, an unknown client
+//!   token, two users, admin, two work clients, two `Authorization` headers), bodies (none,
+//!   broken, duplicated keys, `{}`, a valid one, one with an unknown field) or queries, and
+//!   `HEAD` for each `GET`; every status the server answers must be documented for that
+//!   operation, and every error code listed in that response's `x-error-codes`. So a route
+//!   that grows an undocumented answer fails here (`DELETE .../likes` on one's own post once
+//!   answered an undocumented 403).
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{request, Server};
+use common::{call, call_with_headers, head, request, Server, FAST_HASH};
 use serde_json::Value;
 use switchyard_net::config::Compat;
 use switchyard_net::ServerConfig;
@@ -311,4 +319,380 @@ fn every_error_code_is_catalogued_and_every_catalogued_code_exists() {
         unlisted.is_empty(),
         "ErrorCode entries no response lists: {unlisted:?}"
     );
+}
+
+/// The operations of the document: `(method, path template, operation)`.
+fn operations(document: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if OPERATION_KEYS.contains(&method.as_str()) {
+                out.push((method.clone(), path.clone(), operation.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// What the walk's fixtures are: ids and credentials made before it starts.
+struct Fixtures {
+    admin: String,
+    /// User A (`alice`) and user B (`bob`): tokens and ids.
+    alice: (u64, String),
+    bob: (u64, String),
+    /// A post of each.
+    alice_post: u64,
+    bob_post: u64,
+    /// A work client holding `bucket` (with `bucket_key` in it), and another client.
+    owner_client: String,
+    other_client: String,
+    bucket: u64,
+    bucket_key: String,
+}
+
+const WALK_ADMIN: &str = "walk-admin-token";
+
+fn ok_json(response: common::Response, status: u16) -> Value {
+    assert_eq!(response.status, status, "{}", response.text());
+    response.json()
+}
+
+fn fixtures(addr: std::net::SocketAddr) -> Fixtures {
+    let user = |email: &str| {
+        let body = format!(r#"{{"email":"{email}","password":"correct horse"}}"#);
+        let id = ok_json(call(addr, "POST", "/api/v1/users", None, Some(&body)), 201)["id"]
+            .as_u64()
+            .expect("user id");
+        let token = ok_json(
+            call(addr, "POST", "/api/v1/auth/login", None, Some(&body)),
+            200,
+        )["access_token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        (id, token)
+    };
+    let alice = user("alice@example.com");
+    let bob = user("bob@example.com");
+    let post = |token: &str| {
+        ok_json(
+            call(
+                addr,
+                "POST",
+                "/api/v1/posts",
+                Some(token),
+                Some(r#"{"text":"walk"}"#),
+            ),
+            201,
+        )["id"]
+            .as_u64()
+            .expect("post id")
+    };
+    let alice_post = post(&alice.1);
+    let bob_post = post(&bob.1);
+    let client = |name: &str| {
+        let body = format!(r#"{{"screen_name":"{name}","external_id":"walk-secret-of-{name}"}}"#);
+        ok_json(
+            call(addr, "POST", "/api/v1/work/clients", None, Some(&body)),
+            201,
+        )["token"]
+            .as_str()
+            .expect("client token")
+            .to_string()
+    };
+    let owner_client = client("owner");
+    let other_client = client("other");
+    let items =
+        r#"{"items":[{"key":"walk-1"},{"key":"walk-2"},{"key":"walk-3"},{"key":"walk-4"}]}"#;
+    ok_json(
+        call(
+            addr,
+            "POST",
+            "/api/v1/work/items",
+            Some(WALK_ADMIN),
+            Some(items),
+        ),
+        202,
+    );
+    let leased = ok_json(
+        call(
+            addr,
+            "POST",
+            "/api/v1/work/leases",
+            Some(&owner_client),
+            Some(r#"{"max_buckets":1}"#),
+        ),
+        200,
+    );
+    let bucket = &leased["buckets"][0];
+    Fixtures {
+        admin: WALK_ADMIN.to_string(),
+        alice,
+        bob,
+        alice_post,
+        bob_post,
+        owner_client,
+        other_client,
+        bucket: bucket["id"].as_u64().expect("bucket id"),
+        bucket_key: bucket["items"][0].as_str().expect("a key").to_string(),
+    }
+}
+
+/// Values for the path template's parameters: existing ones, one's own, unknown, malformed.
+fn path_variants(template: &str, fixtures: &Fixtures) -> Vec<String> {
+    let values: Vec<String> = if template.starts_with("/api/v1/posts/{id}") {
+        vec![
+            fixtures.alice_post.to_string(),
+            fixtures.bob_post.to_string(),
+            "999999".into(),
+            "abc".into(),
+        ]
+    } else if template.starts_with("/api/v1/users/{id}") {
+        vec![fixtures.alice.0.to_string(), "999999".into(), "abc".into()]
+    } else if template.starts_with("/api/v1/work/buckets/{id}") {
+        vec![fixtures.bucket.to_string(), "999999".into(), "abc".into()]
+    } else if template.starts_with("/api/v1/work/items/{key}") {
+        vec![
+            fixtures.bucket_key.clone(),
+            "walk-4".into(),
+            "missing".into(),
+            "%01".into(),
+        ]
+    } else if template.starts_with("/api/v1/demo/counters/{id}") {
+        vec!["1".into(), "abc".into()]
+    } else {
+        assert!(!template.contains('{'), "no variants for {template}");
+        return vec![template.to_string()];
+    };
+    let name_start = template.find('{').expect("a parameter");
+    let name_end = template.find('}').expect("a parameter");
+    values
+        .into_iter()
+        .map(|value| {
+            format!(
+                "{}{value}{}",
+                &template[..name_start],
+                &template[name_end + 1..]
+            )
+        })
+        .collect()
+}
+
+/// Credential variants: each a list of `Authorization` header values.
+fn credential_variants(fixtures: &Fixtures) -> Vec<Vec<String>> {
+    let bearer = |token: &str| format!("Bearer {token}");
+    vec![
+        vec![],
+        vec!["Bearer garbage".into()],
+        vec![bearer(&format!("swc_{}", "0".repeat(64)))],
+        vec![bearer(&fixtures.alice.1)],
+        vec![bearer(&fixtures.bob.1)],
+        vec![bearer(&fixtures.admin)],
+        vec![bearer(&fixtures.owner_client)],
+        vec![bearer(&fixtures.other_client)],
+        vec![bearer(&fixtures.alice.1), bearer(&fixtures.admin)],
+    ]
+}
+
+/// A valid body for each operation that takes one (`None`: no body); `counter` keeps the ones
+/// that create something unique.
+fn valid_body(operation_id: &str, fixtures: &Fixtures, counter: usize) -> Option<String> {
+    Some(match operation_id {
+        "addToCounter" => r#"{"by": 1}"#.to_string(),
+        "signUp" => {
+            format!(r#"{{"email":"walker{counter}@example.com","password":"correct horse"}}"#)
+        }
+        "login" => r#"{"email":"alice@example.com","password":"correct horse"}"#.to_string(),
+        "createPost" => r#"{"text":"walking"}"#.to_string(),
+        "likePost" | "unlikePost" | "rerunWorkItem" | "heartbeat" => "{}".to_string(),
+        "addWorkItems" => format!(r#"{{"items":[{{"key":"walk-new-{counter}"}}]}}"#),
+        "registerWorkClient" => {
+            format!(r#"{{"screen_name":"walker","external_id":"walk-secret-new-{counter}"}}"#)
+        }
+        "leaseBuckets" => r#"{"max_buckets": 1}"#.to_string(),
+        "reportResults" => format!(
+            r#"{{"results":[{{"key":"{}","outcome":"yes"}}]}}"#,
+            fixtures.bucket_key
+        ),
+        _ => return None,
+    })
+}
+
+/// Further valid bodies that reach other answers: a report of a key outside the bucket (422).
+fn other_valid_bodies(operation_id: &str) -> Vec<String> {
+    match operation_id {
+        "reportResults" => {
+            vec![r#"{"results":[{"key":"walk-not-in-bucket","outcome":"no"}]}"#.to_string()]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Body variants: none, broken, not an object, a duplicated key, `{}`, valid, valid plus an
+/// unknown field.
+fn body_variants(valid: &str) -> Vec<Option<String>> {
+    let duplicated = match valid.strip_prefix('{').filter(|rest| rest.len() > 1) {
+        Some(rest) => format!(r#"{{"dup": 1, "dup": 2, {rest}"#),
+        None => r#"{"dup": 1, "dup": 2}"#.to_string(),
+    };
+    let with_unknown = match valid.strip_prefix('{').filter(|rest| rest.len() > 1) {
+        Some(rest) => format!(r#"{{"colour": "red", {rest}"#),
+        None => r#"{"colour": "red"}"#.to_string(),
+    };
+    vec![
+        None,
+        Some("{".into()),
+        Some("[]".into()),
+        Some(duplicated),
+        Some("{}".into()),
+        Some(valid.to_string()),
+        Some(with_unknown),
+    ]
+}
+
+/// The documented response of `operation` for `status` (following a `$ref`).
+fn documented<'a>(document: &'a Value, operation: &'a Value, status: u16) -> Option<&'a Value> {
+    operation["responses"]
+        .get(status.to_string())
+        .map(|response| resolve(document, response))
+}
+
+#[test]
+fn every_status_the_server_sends_is_documented_for_its_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args: Vec<&str> = FAST_HASH.to_vec();
+    args.extend(["--admin-token", WALK_ADMIN]);
+    let server = Server::start(dir.path(), &args);
+    server.wait_ready();
+    let addr = server.addr;
+    let document = request(addr, "GET", "/api/v1/openapi.json", None).json();
+    let fixtures = fixtures(addr);
+    let credentials = credential_variants(&fixtures);
+
+    let mut undocumented = Vec::new();
+    // (operation id, status, code) seen, to check below that the walk reached the answers it
+    // is meant to reach.
+    let mut seen: BTreeSet<(String, u16, String)> = BTreeSet::new();
+    let mut requests = 0usize;
+    let mut counter = 0usize;
+    let mut check = |method: &str,
+                     path: &str,
+                     operation: &Value,
+                     response: &common::Response,
+                     undocumented: &mut Vec<String>| {
+        let id = operation["operationId"].as_str().unwrap_or("?").to_string();
+        let code = if response.status >= 400 && method != "HEAD" {
+            response.json()["error"]["code"]
+                .as_str()
+                .unwrap_or("<no code>")
+                .to_string()
+        } else {
+            String::new()
+        };
+        match documented(&document, operation, response.status) {
+            None => undocumented.push(format!(
+                "{method} {path} ({id}) -> {} {code}",
+                response.status
+            )),
+            Some(described) => {
+                if let Some(codes) = described["x-error-codes"].as_array() {
+                    if !code.is_empty() && !codes.iter().any(|listed| listed == code.as_str()) {
+                        undocumented.push(format!(
+                            "{method} {path} ({id}) -> {} `{code}` not in its x-error-codes",
+                            response.status
+                        ));
+                    }
+                }
+            }
+        }
+        seen.insert((id, response.status, code));
+    };
+
+    // The client's own unregistration runs last: it revokes the token the others use.
+    let mut walk = operations(&document);
+    walk.sort_by_key(|(_, _, operation)| operation["operationId"] == "unregisterWorkClient");
+    for (method, template, operation) in &walk {
+        let method = method.to_ascii_uppercase();
+        let id = operation["operationId"].as_str().unwrap_or_default();
+        let takes_body =
+            operation.get("requestBody").is_some() || matches!(method.as_str(), "POST" | "DELETE");
+        for path in path_variants(template, &fixtures) {
+            for authorization in &credentials {
+                let headers: Vec<(&str, &str)> = authorization
+                    .iter()
+                    .map(|value| ("Authorization", value.as_str()))
+                    .collect();
+                if method == "GET" {
+                    for query in ["", "?limit=0", "?limit=2", "?cursor=zz", "?bogus=1"] {
+                        let target = format!("{path}{query}");
+                        let response = call_with_headers(addr, "GET", &target, &headers, None);
+                        check("GET", &target, operation, &response, &mut undocumented);
+                        let response = head(addr, &target, &headers);
+                        assert!(response.body.is_empty(), "HEAD {target} sent a body");
+                        check("HEAD", &target, operation, &response, &mut undocumented);
+                        requests += 2;
+                    }
+                    continue;
+                }
+                let bodies = if takes_body {
+                    counter += 1;
+                    let valid = valid_body(id, &fixtures, counter).unwrap_or_else(|| "{}".into());
+                    let mut bodies = body_variants(&valid);
+                    bodies.extend(other_valid_bodies(id).into_iter().map(Some));
+                    bodies
+                } else {
+                    vec![None]
+                };
+                for body in bodies {
+                    let response =
+                        call_with_headers(addr, &method, &path, &headers, body.as_deref());
+                    check(&method, &path, operation, &response, &mut undocumented);
+                    requests += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "{} of {requests} answers are not documented in net/src/openapi.json:\n{}",
+        undocumented.len(),
+        undocumented.join("\n")
+    );
+
+    // The walk must reach what it is for, or it proves nothing.
+    let reached = |id: &str, status: u16, code: &str| {
+        seen.contains(&(id.to_string(), status, code.to_string()))
+    };
+    for (id, status, code) in [
+        ("unlikePost", 409, "not_liked"),
+        ("likePost", 403, "own_post"),
+        ("likePost", 201, ""),
+        ("reportResults", 422, "item_not_in_bucket"),
+        ("reportResults", 200, ""),
+        ("reportResults", 403, "not_owner"),
+        ("listUsers", 401, "unauthenticated"),
+        ("getUser", 200, ""),
+        ("leaseBuckets", 401, "unauthenticated"),
+        ("createPost", 400, "invalid_header"),
+        ("createPost", 400, "invalid_json"),
+        ("createPost", 400, "unknown_field"),
+        ("signUp", 201, ""),
+        ("unregisterWorkClient", 204, ""),
+        ("rerunWorkItem", 409, "not_done"),
+    ] {
+        assert!(
+            reached(id, status, code),
+            "the walk never saw {id} -> {status} {code}"
+        );
+    }
+    let statuses: BTreeMap<u16, usize> = seen.iter().fold(BTreeMap::new(), |mut map, entry| {
+        *map.entry(entry.1).or_default() += 1;
+        map
+    });
+    for status in [200, 201, 202, 204, 400, 401, 403, 404, 409, 422] {
+        assert!(
+            statuses.contains_key(&status),
+            "no {status} at all: {statuses:?}"
+        );
+    }
 }

@@ -41,7 +41,9 @@ fn add_items(addr: SocketAddr, count: usize) {
     );
 }
 
-fn register(addr: SocketAddr, external_id: &str) -> (u64, String) {
+/// Registers the client called `label` (its `external_id` is a secret derived from the label).
+fn register(addr: SocketAddr, label: &str) -> (u64, String) {
+    let external_id = format!("test-secret-of-{label}");
     let body = ok(
         call(
             addr,

@@ -36,8 +36,10 @@ fn add_items(addr: SocketAddr, keys: impl IntoIterator<Item = String>) -> Value 
     response.json()
 }
 
-/// Registers and returns `(client_id, token, status)`.
-fn register(addr: SocketAddr, name: &str, external_id: &str) -> (u64, String, u16) {
+/// Registers the client called `label` (its `external_id` is a secret derived from the label)
+/// and returns `(client_id, token, status)`.
+fn register(addr: SocketAddr, name: &str, label: &str) -> (u64, String, u16) {
+    let external_id = format!("test-secret-of-{label}");
     let response = call(
         addr,
         "POST",
@@ -540,7 +542,7 @@ fn a_registration_flood_from_one_address_gets_429() {
         "POST",
         "/api/v1/work/clients",
         None,
-        Some(r#"{"screen_name": "flood", "external_id": "f9"}"#),
+        Some(r#"{"screen_name": "flood", "external_id": "test-secret-of-f9"}"#),
     );
     check(&response, 429, Some("rate_limited"));
     let retry: u64 = response

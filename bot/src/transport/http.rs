@@ -29,6 +29,12 @@ use super::{
 const LIKES_PAGE_LIMIT: usize = 500;
 /// Longest response body the bot reads; every Social answer is far smaller.
 const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Pause before retrying a sign-up the server refused with 429 (its per-address flood limit,
+/// `auth.signups_per_minute_per_source`). The refusal created nothing, so the retry is safe and
+/// the ledger stays exact.
+const SIGN_UP_RATE_LIMITED_PAUSE: Duration = Duration::from_millis(500);
+/// Retries of one sign-up refused with 429: two minutes, two windows of the limit.
+const SIGN_UP_RATE_LIMITED_RETRIES_MAX: u32 = 240;
 
 /// A server at a base URL such as `http://127.0.0.1:8080`.
 pub struct HttpTransport {
@@ -248,8 +254,21 @@ impl Transport for HttpTransport {
         if let Some(name) = &user.full_name {
             body["full_name"] = json!(name);
         }
-        self.call(Method::POST, "/api/v1/users", None, Some(body))
-            .await
+        let mut retries = 0;
+        loop {
+            match self
+                .call(Method::POST, "/api/v1/users", None, Some(body.clone()))
+                .await
+            {
+                Err(error)
+                    if error.status == Some(429) && retries < SIGN_UP_RATE_LIMITED_RETRIES_MAX =>
+                {
+                    retries += 1;
+                    tokio::time::sleep(SIGN_UP_RATE_LIMITED_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn login(&self, email: &str, password: &str) -> Answer<Session> {

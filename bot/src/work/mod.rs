@@ -10,7 +10,8 @@
 //! 2. **drain**: `clients` tasks each register, then loop: lease up to `max_buckets` buckets and
 //!    report a result for every item; with probability `crash_percent` per bucket a client
 //!    reports only part of the bucket and then "crashes": it stops, abandons its buckets and
-//!    comes back under a new registration (a new `external_id`). The abandoned lease expires on
+//!    comes back under a new registration (a new `external_id`: 128 bits from the seed, see
+//!    [`client_secret`]). The abandoned lease expires on
 //!    the server (`work.lease_seconds`, through the engine's durable timers) and its unfinished
 //!    items return to the pool. When a lease answers with no bucket, the client waits until no
 //!    item is leased or waiting in an open bucket (expired leases come back meanwhile). With
@@ -285,7 +286,7 @@ impl<T: WorkTransport> Shared<T> {
 
     /// Registers client `index` in its `generation`-th life; waits out the per-source limit.
     async fn register(&self, index: usize, generation: u64) -> Answer<String> {
-        let external_id = format!("bot-{}-c{index}-g{generation}", self.options.seed);
+        let external_id = client_secret(self.options.seed, index, generation);
         loop {
             self.going()?;
             match self
@@ -835,5 +836,31 @@ fn compare_items<T: WorkTransport>(
                 counted(count)
             ));
         }
+    }
+}
+
+/// The `external_id` of client `index` in its `generation`-th life: the server treats it as the
+/// client's secret (at least 16 characters), so it is 128 bits drawn from a stream of the run's
+/// seed: the same seed registers the same clients, and no two lives share one.
+pub fn client_secret(seed: u64, index: usize, generation: u64) -> String {
+    let mut rng = Rng::derive(seed, &format!("work-client-secret-{index}-{generation}"));
+    format!("bot-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_secret;
+
+    #[test]
+    fn client_secrets_are_long_reproducible_and_distinct() {
+        let secret = client_secret(7, 3, 1);
+        assert!(secret.len() >= 16, "{secret}");
+        assert!(secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert_eq!(secret, client_secret(7, 3, 1), "the seed decides");
+        assert_ne!(secret, client_secret(7, 3, 2), "a new life, a new identity");
+        assert_ne!(secret, client_secret(7, 4, 1));
+        assert_ne!(secret, client_secret(8, 3, 1));
     }
 }

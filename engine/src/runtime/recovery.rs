@@ -104,6 +104,25 @@ impl<'a> Replay<'a> {
         Ok(())
     }
 
+    /// Loads `key` (if the log did not already) so that [`Replay::checkpoint`] saves it: a
+    /// format migration uses it for an actor whose snapshot must be rewritten although the log
+    /// tail did not touch it.
+    pub fn include(&mut self, key: ActorKey) -> Result<()> {
+        if !self.actors.contains_key(&key) {
+            let state = load(key, self.store)?;
+            let snapshot_lsn = self.store.snapshot_meta(key)?.map_or(0, |m| m.lsn);
+            self.actors.insert(
+                key,
+                Loaded {
+                    state,
+                    snapshot_lsn,
+                    last_lsn: snapshot_lsn,
+                },
+            );
+        }
+        Ok(())
+    }
+
     /// Writes a snapshot of every touched actor and flushes. Returns how many were written.
     pub fn checkpoint(self) -> Result<usize> {
         let count = self.actors.len();

@@ -44,12 +44,16 @@ pub use check::Difference;
 pub const POST_TEXT_BYTES_MAX: usize = 5000;
 /// Shortest accepted password, in characters (API.md: `weak_password`).
 pub const PASSWORD_CHARS_MIN: usize = 8;
-/// Longest accepted password, in bytes (bounds the hashing cost).
-pub const PASSWORD_BYTES_MAX: usize = 1024;
-/// Longest e-mail address, in bytes (RFC 5321 path limit).
-pub const EMAIL_BYTES_MAX: usize = 254;
-/// Longest full name, in bytes.
-pub const FULL_NAME_BYTES_MAX: usize = 200;
+/// Longest accepted password, in characters (bounds the hashing cost). Limits on text count
+/// characters, as JSON Schema's `maxLength` does, so the OpenAPI document states them exactly;
+/// the post text, whose limit API.md fixes in bytes, is the exception.
+pub const PASSWORD_CHARS_MAX: usize = 1024;
+/// Longest e-mail address, in characters (RFC 5321's path limit, 254).
+pub const EMAIL_CHARS_MAX: usize = 254;
+/// Longest local part of an e-mail address (before the `@`), in characters.
+pub const EMAIL_LOCAL_CHARS_MAX: usize = 64;
+/// Longest full name, in characters.
+pub const FULL_NAME_CHARS_MAX: usize = 200;
 
 /// Enrichment data found for a user at sign-up (e.g. from a Clearbit-style service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -295,14 +299,16 @@ impl AuthorCache {
 /// Checks the e-mail syntax: one `@`, a non-empty local part, a domain with a dot, no spaces or
 /// control characters, within length limits.
 pub fn valid_email_syntax(email: &str) -> bool {
-    if email.len() > EMAIL_BYTES_MAX || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if email.chars().count() > EMAIL_CHARS_MAX
+        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return false;
     }
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
     !local.is_empty()
-        && local.len() <= 64
+        && local.chars().count() <= EMAIL_LOCAL_CHARS_MAX
         && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -392,19 +398,19 @@ pub fn validate_sign_up(sign_up: &SignUp) -> Result<()> {
             format!("a password needs at least {PASSWORD_CHARS_MIN} characters"),
         ));
     }
-    if sign_up.password.len() > PASSWORD_BYTES_MAX {
+    if sign_up.password.chars().count() > PASSWORD_CHARS_MAX {
         return Err(Error::invalid_field(
             "invalid_field",
             "password",
-            format!("a password may have at most {PASSWORD_BYTES_MAX} bytes"),
+            format!("a password may have at most {PASSWORD_CHARS_MAX} characters"),
         ));
     }
     if let Some(name) = &sign_up.full_name {
-        if name.len() > FULL_NAME_BYTES_MAX || name.chars().any(char::is_control) {
+        if name.chars().count() > FULL_NAME_CHARS_MAX || name.chars().any(char::is_control) {
             return Err(Error::invalid_field(
                 "invalid_field",
                 "full_name",
-                format!("full_name must be at most {FULL_NAME_BYTES_MAX} bytes of text"),
+                format!("full_name must be at most {FULL_NAME_CHARS_MAX} characters of text"),
             ));
         }
     }

@@ -306,10 +306,13 @@ impl Entity for User {
                     return Err(Error::NotFound("post"));
                 }
                 if liker == self.id {
-                    return Err(Error::forbidden(
-                        "own_post",
-                        "a user cannot like its own post",
-                    ));
+                    // A user never likes its own post, so taking such a like back finds none:
+                    // `not_liked`, as API.md lists for the unlike route.
+                    return Err(if on {
+                        Error::forbidden("own_post", "a user cannot like its own post")
+                    } else {
+                        Error::conflict("not_liked", "this post is not liked")
+                    });
                 }
                 let current = self.likes.get(&(post_id, liker)).copied();
                 let is_on = current.is_some_and(|record| record.liked);

@@ -8,7 +8,10 @@
 //! - `meta.coverage_lsn` is flushed before any WAL segment at or below it is removed; every event at
 //!   or below it is reflected in flushed snapshots.
 //! - An actor's deadline (durable timer) is stored beside its snapshot, in the same batch.
-//! - The data directory is locked (`LOCK`, flock) for the life of the process.
+//! - The data directory is locked (`LOCK`, flock) for the life of the process ([`DirLock`], taken
+//!   by `Engine::open` or, for the server, before it binds its address).
+//! - The meta record names the format the store was written in: a store of a format this build
+//!   cannot read (`codec::is_readable`) is refused at open, naming both versions.
 //!
 //! A part that only grows (entries inserted or re-assigned, never removed) is kept as a
 //! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one sled key each,
@@ -252,11 +255,12 @@ impl Store {
             log_file,
         };
         let meta = store.meta()?;
-        if meta.format_version != 0 && meta.format_version != codec::FORMAT_VERSION {
+        if meta.format_version != 0 && !codec::is_readable(meta.format_version) {
             return Err(Error::Store(format!(
-                "{}: snapshot format {} is not {} (this build)",
+                "{}: snapshot format {} is not {}..={} (this build)",
                 dir.display(),
                 meta.format_version,
+                codec::FORMAT_VERSION_READABLE_MIN,
                 codec::FORMAT_VERSION
             )));
         }
@@ -274,10 +278,15 @@ impl Store {
         }
     }
 
-    /// Writes the meta record and flushes it.
+    /// Writes the meta record (stamped with this build's `codec::FORMAT_VERSION`) and flushes it.
     pub fn write_meta(&self, coverage_lsn: u64) -> Result<()> {
+        self.write_meta_version(codec::FORMAT_VERSION, coverage_lsn)
+    }
+
+    /// As [`Store::write_meta`] with another format version: tests build older data dirs with it.
+    pub(crate) fn write_meta_version(&self, format_version: u32, coverage_lsn: u64) -> Result<()> {
         let meta = Meta {
-            format_version: codec::FORMAT_VERSION,
+            format_version,
             coverage_lsn,
         };
         let _writes = sled_writes();
@@ -687,7 +696,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
             let old = Meta {
-                format_version: codec::FORMAT_VERSION - 1,
+                format_version: codec::FORMAT_VERSION_READABLE_MIN - 1,
                 coverage_lsn: 3,
             };
             store.db.insert(META_KEY, codec::encode(&old)).unwrap();
@@ -696,8 +705,9 @@ mod tests {
         match Store::open(dir.path(), 1 << 20) {
             Err(Error::Store(message)) => {
                 let expected = format!(
-                    "snapshot format {} is not {} (this build)",
-                    codec::FORMAT_VERSION - 1,
+                    "snapshot format {} is not {}..={} (this build)",
+                    codec::FORMAT_VERSION_READABLE_MIN - 1,
+                    codec::FORMAT_VERSION_READABLE_MIN,
                     codec::FORMAT_VERSION
                 );
                 assert!(message.contains(&expected), "{message}");

@@ -111,10 +111,21 @@ pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 }
 
 pub(crate) fn encode_header(first_lsn: u64) -> [u8; SEGMENT_HEADER_BYTES] {
+    encode_header_version(first_lsn, FORMAT_VERSION)
+}
+
+/// A header of another format version: tests build older data dirs with it. Builds before
+/// format 5 wrote legacy record framing (see [`frame_legacy_record`]).
+pub(crate) fn encode_header_version(first_lsn: u64, version: u32) -> [u8; SEGMENT_HEADER_BYTES] {
+    let framing = if version >= 5 {
+        Framing::SYNCED_CODE
+    } else {
+        Framing::LEGACY_CODE
+    };
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
     header[0..8].copy_from_slice(SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header[12..16].copy_from_slice(&Framing::SYNCED_CODE.to_le_bytes());
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    header[12..16].copy_from_slice(&framing.to_le_bytes());
     header[16..24].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&header[0..28]);
     header[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -141,9 +152,10 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, String> {
         return Err("segment header has the wrong magic".to_string());
     }
     let version = read_u32(header, 8);
-    if version != FORMAT_VERSION {
+    if !crate::codec::is_readable(version) {
         return Err(format!(
-            "segment format version {version} is not the supported {FORMAT_VERSION}"
+            "segment format version {version} is not the supported {}..={FORMAT_VERSION}",
+            crate::codec::FORMAT_VERSION_READABLE_MIN
         ));
     }
     let framing = match read_u32(header, 12) {
@@ -188,6 +200,17 @@ pub(crate) fn frame_record(buffer: &mut Vec<u8>, lsn: u64, synced_lsn: u64, payl
         ),
         "a framed record must decode to itself"
     );
+}
+
+/// Appends one record in legacy framing (16-byte header, no synced lsn), as builds before
+/// format 5 wrote it: tests build older data dirs with it.
+#[cfg(test)]
+pub(crate) fn frame_legacy_record(buffer: &mut Vec<u8>, lsn: u64, payload: &[u8]) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn.to_le_bytes()), payload);
+    buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buffer.extend_from_slice(&crc.to_le_bytes());
+    buffer.extend_from_slice(&lsn.to_le_bytes());
+    buffer.extend_from_slice(payload);
 }
 
 /// The outcome of reading one record at an offset.
@@ -494,11 +517,7 @@ mod tests {
     /// A legacy (framing 0) record, as older builds wrote it.
     fn legacy(lsn: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&lsn.to_le_bytes()), payload);
-        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&lsn.to_le_bytes());
-        out.extend_from_slice(payload);
+        frame_legacy_record(&mut out, lsn, payload);
         out
     }
 

@@ -36,6 +36,11 @@
 //! - Item keys are unique; discovered keys are added only if never seen (no loops).
 //! - Client tokens are stored as hashes; a registration of a known `external_id` rotates the
 //!   token (the old one stops working) and keeps the client id and its stats.
+//! - A client's `external_id` is its secret (it is what takes an identity back after a
+//!   restart): only its digest ([`external_id_digest`]) enters the pool, the WAL and the
+//!   snapshots, and no view, stat or metric carries it. Data dirs of format 4 kept it in plain
+//!   text; the pool hashes such legacy parts and events when it loads or replays them, and
+//!   `Engine::open` rewrites them (see `codec::FORMAT_VERSION`).
 //!
 //! Deliberately absent: items are never deleted (a key, once seen, is known for ever).
 
@@ -54,30 +59,46 @@ use crate::runtime::Shared;
 use bucket::{Bucket, BucketCommand, BucketReply};
 use pool::{Pool, PoolCommand, PoolReply, POOL_ID};
 
-/// Longest item key, in bytes. Bounds the WAL record of a lease (see [`WorkConfig::validate`]).
-pub const KEY_BYTES_MAX: usize = 128;
-/// Longest result `detail`, in bytes.
-pub const DETAIL_BYTES_MAX: usize = 512;
+/// Longest item key, in characters (Unicode scalar values, what JSON Schema's `maxLength`
+/// counts, so the OpenAPI document can state the limit exactly).
+pub const KEY_CHARS_MAX: usize = 128;
+/// The most UTF-8 bytes a key of [`KEY_CHARS_MAX`] characters takes: what bounds the WAL records
+/// that carry keys (see [`BUCKET_SIZE_MAX`] and the lease's byte budget in `pool`).
+pub const KEY_BYTES_MAX: usize = 4 * KEY_CHARS_MAX;
+/// Longest result `detail`, in characters.
+pub const DETAIL_CHARS_MAX: usize = 512;
 /// Items in one `add_items` call (API.md: ≤ 18000).
 pub const ITEMS_PER_ADD_MAX: usize = 18_000;
-/// Longest `screen_name`, in bytes.
-pub const SCREEN_NAME_BYTES_MAX: usize = 64;
+/// Longest `screen_name`, in characters.
+pub const SCREEN_NAME_CHARS_MAX: usize = 64;
+/// Shortest `external_id`, in bytes (API.md: a secret of at least 16 characters; its alphabet is
+/// ASCII, so bytes and characters agree). 16 characters of the allowed alphabet carry ~100 bits.
+pub const EXTERNAL_ID_BYTES_MIN: usize = 16;
 /// Longest `external_id`, in bytes.
 pub const EXTERNAL_ID_BYTES_MAX: usize = 64;
 /// Largest page of a list.
 pub const PAGE_LIMIT_MAX: usize = 500;
 /// Priority of an item added without one, and of discovered items.
 pub const DEFAULT_PRIORITY: i32 = 0;
-/// Largest `bucket_size` (a report of a whole bucket must fit in one WAL record).
-pub const BUCKET_SIZE_MAX: usize = 1000;
+/// Largest `bucket_size`: the lease that forms a bucket must fit one WAL record even when every
+/// key is as long as it may be (a lease record carries a formed bucket's keys twice).
+pub const BUCKET_SIZE_MAX: usize = 700;
+const _: () = assert!(
+    BUCKET_SIZE_MAX * (KEY_BYTES_MAX + KEY_RECORD_OVERHEAD_BYTES) * 2 <= RECORD_BYTES_BUDGET
+);
 /// The prefix of every client token (never a JWT, which starts with `ey`).
 pub const TOKEN_PREFIX: &str = "swc_";
 /// Bytes of randomness in a client token (hex-encoded after the prefix).
 const TOKEN_SECRET_BYTES: usize = 32;
 /// Bytes of one `add_items` chunk sent to the pool as one command (one WAL record).
 const ADD_CHUNK_BYTES_MAX: usize = 256 * 1024;
-/// Largest WAL record the work domain builds (the WAL's own limit is 1 MiB).
-const RECORD_BYTES_BUDGET: usize = 768 * 1024;
+/// Largest WAL record the work domain builds (the WAL's own limit is 1 MiB). A lease forms no
+/// more buckets than fit it (`pool`); a report larger than it is refused (send it in parts).
+pub(crate) const RECORD_BYTES_BUDGET: usize = 768 * 1024;
+/// Encoding overhead counted per key in a record (its length prefix and neighbours), generous.
+pub(crate) const KEY_RECORD_OVERHEAD_BYTES: usize = 8;
+/// Encoding overhead counted per result in a report record (outcome, client, time, options).
+const RESULT_RECORD_OVERHEAD_BYTES: usize = 40;
 
 /// The work workload's limits (`work.*` in the server config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,18 +181,9 @@ impl WorkConfig {
         if self.clients_max == 0 {
             return Err("work.clients_max must be at least 1".into());
         }
-        // A lease record carries each formed bucket's keys twice (pool and bucket events).
-        let lease_bytes = self.max_buckets_per_request * self.bucket_size * (KEY_BYTES_MAX + 8) * 2;
-        // A report record carries its results and discovered keys once, positions once more.
-        let report_bytes = self.bucket_size * (KEY_BYTES_MAX + DETAIL_BYTES_MAX + 40)
-            + self.discovered_per_report_max * (KEY_BYTES_MAX + 8);
-        if lease_bytes > RECORD_BYTES_BUDGET || report_bytes > RECORD_BYTES_BUDGET {
-            return Err(format!(
-                "work.max_buckets_per_request × work.bucket_size, or work.bucket_size and \
-                 work.discovered_per_report_max, are too large for one WAL record \
-                 (lease {lease_bytes} B, report {report_bytes} B, budget {RECORD_BYTES_BUDGET} B)"
-            ));
-        }
+        // Records stay within RECORD_BYTES_BUDGET by construction: one formed bucket always fits
+        // (BUCKET_SIZE_MAX), a lease forms no more buckets than fit, and a report larger than
+        // the budget is refused (`Work::validate_report`).
         Ok(())
     }
 
@@ -394,12 +406,12 @@ pub struct BucketCounts {
     pub dead: u64,
 }
 
-/// One client's line in the stats (`external_id` and `leased_buckets` are additive).
+/// One client's line in the stats (`leased_buckets` is additive). Never the `external_id`: it is
+/// the client's secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStats {
     pub client_id: u64,
     pub screen_name: String,
-    pub external_id: String,
     pub active: bool,
     pub buckets_assigned: u64,
     pub buckets_completed: u64,
@@ -487,6 +499,8 @@ pub use crate::Page;
 
 /// A client token's stored form.
 pub type TokenHash = [u8; 32];
+/// A client `external_id`'s stored form (see [`external_id_digest`]).
+pub type ExternalIdHash = [u8; 32];
 
 /// Every event of the work domain (see the module docs for which actor gets which).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -503,8 +517,10 @@ pub enum WorkEvent {
     ItemRerun { key: String },
     /// Pool: a dead-lettered bucket's unfinished items return to the free pool.
     DeadRequeued { bucket_id: u64 },
-    /// Pool: a client registered (new, or again with a rotated token).
-    ClientRegistered {
+    /// Pool, format 4 only: a registration that carried the `external_id` in plain text. Never
+    /// written any more; replay hashes it (the pool applies it as [`WorkEvent::ClientRegistered`]).
+    /// Kept at its place in the enum, because the encoding names variants by position.
+    LegacyClientRegistered {
         client_id: u64,
         screen_name: String,
         external_id: String,
@@ -568,6 +584,16 @@ pub enum WorkEvent {
     },
     /// Bucket: the lease at `epoch` was released.
     LeaseReleased { epoch: u32 },
+    /// Pool: a client registered (new, or again with a rotated token). Appended last: variants
+    /// are encoded by position, and the ones above are read from format-4 logs.
+    ClientRegistered {
+        client_id: u64,
+        screen_name: String,
+        external_id_hash: ExternalIdHash,
+        token_hash: TokenHash,
+        at_ms: Millis,
+        source: Option<IpAddr>,
+    },
 }
 
 /// One bucket granted by a lease.
@@ -661,16 +687,19 @@ impl SplitMix {
     }
 }
 
-/// Checks an item key: 1..=`KEY_BYTES_MAX` bytes, no control characters.
+/// Checks an item key: 1..=`KEY_CHARS_MAX` characters, no control characters.
 pub fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= KEY_BYTES_MAX && !key.chars().any(char::is_control)
+    !key.is_empty()
+        && key.len() <= KEY_BYTES_MAX
+        && key.chars().count() <= KEY_CHARS_MAX
+        && !key.chars().any(char::is_control)
 }
 
 fn key_error(field: &str) -> Error {
     Error::invalid_field(
         "invalid_field",
         field,
-        format!("a key must be 1..={KEY_BYTES_MAX} bytes without control characters"),
+        format!("a key must be 1..={KEY_CHARS_MAX} characters without control characters"),
     )
 }
 
@@ -678,17 +707,17 @@ fn key_error(field: &str) -> Error {
 pub fn validate_registration(registration: &Registration) -> Result<()> {
     let name = &registration.screen_name;
     if name.trim().is_empty()
-        || name.len() > SCREEN_NAME_BYTES_MAX
+        || name.chars().count() > SCREEN_NAME_CHARS_MAX
         || name.chars().any(char::is_control)
     {
         return Err(Error::invalid_field(
             "invalid_field",
             "screen_name",
-            format!("screen_name must be 1..={SCREEN_NAME_BYTES_MAX} bytes of text"),
+            format!("screen_name must be 1..={SCREEN_NAME_CHARS_MAX} characters of text"),
         ));
     }
     let id = &registration.external_id;
-    if id.is_empty()
+    if id.len() < EXTERNAL_ID_BYTES_MIN
         || id.len() > EXTERNAL_ID_BYTES_MAX
         || !id
             .bytes()
@@ -698,11 +727,31 @@ pub fn validate_registration(registration: &Registration) -> Result<()> {
             "invalid_field",
             "external_id",
             format!(
-                "external_id must be 1..={EXTERNAL_ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : @ -"
+                "external_id must be {EXTERNAL_ID_BYTES_MIN}..={EXTERNAL_ID_BYTES_MAX} characters of A-Z a-z 0-9 . _ : @ - (it is the client's secret)"
             ),
         ));
     }
     Ok(())
+}
+
+/// An upper bound of the WAL record a report makes: its keys, details and discovered keys, with
+/// each entry's encoding overhead.
+fn report_record_bytes(report: &Report) -> usize {
+    let results: usize = report
+        .results
+        .iter()
+        .map(|result| {
+            result.key.len()
+                + result.detail.as_ref().map_or(0, String::len)
+                + RESULT_RECORD_OVERHEAD_BYTES
+        })
+        .sum();
+    let discovered: usize = report
+        .discovered
+        .iter()
+        .map(|key| key.len() + KEY_RECORD_OVERHEAD_BYTES)
+        .sum();
+    results + discovered
 }
 
 /// A fresh client token: the prefix and 32 random bytes in hex (from the OS-seeded CSPRNG).
@@ -741,6 +790,19 @@ pub(crate) fn token_digest(token: &str) -> TokenHash {
         // Invariant: the salt (21 bytes) and output (32 bytes) are within argon2's limits.
         .expect("argon2 accepts the token hash inputs");
     out
+}
+
+/// The stored form of an `external_id`: BLAKE2b-256 of a domain tag and the id. A fast hash is
+/// enough here: the id is looked up by its digest (so no per-client salt), registration is rate
+/// limited per source, and a valid id has at least `EXTERNAL_ID_BYTES_MIN` characters of a
+/// 67-letter alphabet, so guessing one is out of reach; what the digest protects against is a
+/// reader of the data dir, a log or a backup learning the secret itself.
+pub fn external_id_digest(external_id: &str) -> ExternalIdHash {
+    use blake2::Digest as _;
+    let mut hasher = blake2::Blake2b::<blake2::digest::consts::U32>::new();
+    hasher.update(b"switchyard.work.external_id\0");
+    hasher.update(external_id.as_bytes());
+    hasher.finalize().into()
 }
 
 fn unauthenticated() -> Error {
@@ -885,10 +947,12 @@ impl Work<'_> {
         validate_registration(&registration)?;
         let token = new_token();
         let token_hash = token_digest(&token);
+        // The plain `external_id` stops here: the pool, the WAL and sled see only its digest.
+        let external_id_hash = external_id_digest(&registration.external_id);
         match self
             .pool(PoolCommand::Register {
                 screen_name: registration.screen_name,
-                external_id: registration.external_id,
+                external_id_hash,
                 token_hash,
                 source,
             })
@@ -955,16 +1019,19 @@ impl Work<'_> {
     /// nothing is pending). 400 `too_many_buckets` when `max_buckets` is outside
     /// 1..=`max_buckets_per_request` or the client already holds the most it may.
     pub async fn lease(&self, token: &str, max_buckets: i64) -> Result<Vec<BucketView>> {
+        if !is_client_token(token) {
+            return Err(unauthenticated());
+        }
         let limit = self.config().max_buckets_per_request;
         if max_buckets < 1 || max_buckets as u64 > limit as u64 {
+            // Authenticate before refusing the input (API.md: a bad token is 401 whatever the
+            // body); only this error path pays the extra round trip to the pool.
+            self.authenticate(token).await?;
             return Err(Error::invalid_field(
                 "too_many_buckets",
                 "max_buckets",
                 format!("max_buckets must be 1..={limit}"),
             ));
-        }
-        if !is_client_token(token) {
-            return Err(unauthenticated());
         }
         let seed = self.config().seed.unwrap_or_else(rand::random);
         match self
@@ -989,8 +1056,9 @@ impl Work<'_> {
         bucket_id: u64,
         report: Report,
     ) -> Result<ReportOutcome> {
-        self.validate_report(&report)?;
+        // Authenticated first: a bad token is 401 whatever the report says.
         let (client_id, known) = self.authenticate_for(token, Some(bucket_id)).await?;
+        self.validate_report(&report)?;
         if !known {
             return Err(Error::NotFound("bucket"));
         }
@@ -1062,11 +1130,11 @@ impl Work<'_> {
         }
         for result in &report.results {
             if let Some(detail) = &result.detail {
-                if detail.len() > DETAIL_BYTES_MAX {
+                if detail.chars().count() > DETAIL_CHARS_MAX {
                     return Err(Error::invalid_field(
                         "invalid_field",
                         "detail",
-                        format!("detail must be at most {DETAIL_BYTES_MAX} bytes"),
+                        format!("detail must be at most {DETAIL_CHARS_MAX} characters"),
                     ));
                 }
             }
@@ -1081,6 +1149,18 @@ impl Work<'_> {
         }
         if !report.discovered.iter().all(|key| valid_key(key)) {
             return Err(key_error("discovered"));
+        }
+        let record_bytes = report_record_bytes(report);
+        if record_bytes > RECORD_BYTES_BUDGET {
+            return Err(Error::invalid_field(
+                "invalid_field",
+                "results",
+                format!(
+                    "the report is too large for one record ({record_bytes} bytes of keys, \
+                     details and discovered keys, at most {RECORD_BYTES_BUDGET}); report the \
+                     bucket in parts"
+                ),
+            ));
         }
         Ok(())
     }
@@ -1146,18 +1226,27 @@ mod tests {
 
     #[test]
     fn registration_fields_are_checked() {
-        let ok = Registration {
-            screen_name: "Dora".into(),
-            external_id: "1234".into(),
-        };
-        assert!(validate_registration(&ok).is_ok());
+        let secret = "dora-secret-0001";
+        assert_eq!(secret.len(), EXTERNAL_ID_BYTES_MIN);
         for (screen_name, external_id) in [
-            ("", "1"),
-            ("  ", "1"),
+            ("Dora", secret),
+            ("Dora", &"9".repeat(EXTERNAL_ID_BYTES_MAX)),
+        ] {
+            let ok = Registration {
+                screen_name: screen_name.into(),
+                external_id: external_id.into(),
+            };
+            assert!(validate_registration(&ok).is_ok(), "{ok:?}");
+        }
+        for (screen_name, external_id) in [
+            ("", secret),
+            ("  ", secret),
             ("dora", ""),
-            ("dora", "has space"),
+            ("dora", "1234"),
+            ("dora", &secret[1..]),
+            ("dora", "has space has space"),
             ("dora", &"9".repeat(EXTERNAL_ID_BYTES_MAX + 1)),
-            (&"x".repeat(SCREEN_NAME_BYTES_MAX + 1), "1"),
+            (&"x".repeat(SCREEN_NAME_CHARS_MAX + 1), secret),
         ] {
             let registration = Registration {
                 screen_name: screen_name.into(),
@@ -1168,6 +1257,36 @@ mod tests {
                 "{registration:?}"
             );
         }
+    }
+
+    #[test]
+    fn external_id_digests_are_stable_and_distinct() {
+        let digest = external_id_digest("dora-secret-0001");
+        assert_eq!(digest, external_id_digest("dora-secret-0001"));
+        assert_ne!(digest, external_id_digest("dora-secret-0002"));
+        // Pinned: the digest is stored, so changing it would orphan every registered client.
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, PINNED_DIGEST_OF_DORA);
+    }
+
+    /// BLAKE2b-256 of `switchyard.work.external_id\0dora-secret-0001`.
+    const PINNED_DIGEST_OF_DORA: &str =
+        "44eda3ca4fcec66d7aff911f8ae39949c5686bac03f938ac2d5209fe65dd514d";
+
+    #[test]
+    fn limits_count_characters() {
+        let wide = "\u{1F600}"; // four bytes of UTF-8
+        assert!(valid_key(&wide.repeat(KEY_CHARS_MAX)));
+        assert!(!valid_key(&wide.repeat(KEY_CHARS_MAX + 1)));
+        assert!(!valid_key(&"k".repeat(KEY_CHARS_MAX + 1)));
+        assert!(!valid_key("bell\u{7}"));
+        assert!(!valid_key("c1\u{85}"));
+        let named = |screen_name: String| Registration {
+            screen_name,
+            external_id: "dora-secret-0001".into(),
+        };
+        assert!(validate_registration(&named(wide.repeat(SCREEN_NAME_CHARS_MAX))).is_ok());
+        assert!(validate_registration(&named(wide.repeat(SCREEN_NAME_CHARS_MAX + 1))).is_err());
     }
 
     #[test]

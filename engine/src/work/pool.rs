@@ -11,9 +11,16 @@
 //! # Snapshot parts (separate sled keys, so a checkpoint writes only what changed)
 //! `items/<chunk u32>` (256 consecutive items: key, priority, done, history; see
 //! `ITEMS_PER_CHUNK`), `buckets/<chunk u64>` (the live buckets among `BUCKETS_PER_CHUNK`
-//! consecutive ids: remaining items, state, epoch, expiries), `client/<id>`,
-//! `meta` (id counters). Which bucket an item waits in is
-//! derived from the bucket parts at load; the pending set from what is left.
+//! consecutive ids: remaining items, state, epoch, expiries), `client/<id>` (screen name,
+//! digests of the `external_id` and of the current token, counters), `meta` (id counters).
+//! Which bucket an item waits in is derived from the bucket parts at load; the pending set from
+//! what is left.
+//!
+//! # Format-4 data dirs
+//! Format 4 stored a client's `external_id` in plain text (`Part::LegacyClient`,
+//! `WorkEvent::LegacyClientRegistered`). `load` and `apply` hash them on the way in and mark the
+//! client dirty, so the next save replaces the part; `Engine::open` makes that save happen at once
+//! for a data dir that still has such parts ([`has_legacy_clients`]).
 //!
 //! # Bucket formation
 //! A lease takes, per bucket, whichever is better by (priority desc, age): the best open
@@ -31,9 +38,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    token_digest, unauthenticated, Added, BucketCounts, BucketView, ClientStats, DeadBucketView,
-    Grant, ItemCounts, ItemState, ItemView, KeyList, Page, ResultRecord, ResultView, SplitMix,
-    TokenHash, WorkEvent, WorkStats, DEFAULT_PRIORITY,
+    external_id_digest, token_digest, unauthenticated, Added, BucketCounts, BucketView,
+    ClientStats, DeadBucketView, ExternalIdHash, Grant, ItemCounts, ItemState, ItemView, KeyList,
+    Page, ResultRecord, ResultView, SplitMix, TokenHash, WorkEvent, WorkStats, DEFAULT_PRIORITY,
+    KEY_RECORD_OVERHEAD_BYTES, RECORD_BYTES_BUDGET,
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
@@ -74,7 +82,7 @@ pub enum PoolCommand {
     },
     Register {
         screen_name: String,
-        external_id: String,
+        external_id_hash: ExternalIdHash,
         token_hash: TokenHash,
         source: Option<IpAddr>,
     },
@@ -161,6 +169,21 @@ struct BucketRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Client {
     screen_name: String,
+    external_id_hash: ExternalIdHash,
+    token_hash: TokenHash,
+    active: bool,
+    registered_at_ms: Millis,
+    last_seen_at_ms: Option<Millis>,
+    assigned: u64,
+    completed: u64,
+    expired: u64,
+    rejected: u64,
+}
+
+/// A client as format 4 stored it, with its `external_id` in plain text. Read only, to migrate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LegacyClient {
+    screen_name: String,
     external_id: String,
     token_hash: TokenHash,
     active: bool,
@@ -170,6 +193,23 @@ struct Client {
     completed: u64,
     expired: u64,
     rejected: u64,
+}
+
+impl From<LegacyClient> for Client {
+    fn from(legacy: LegacyClient) -> Client {
+        Client {
+            screen_name: legacy.screen_name,
+            external_id_hash: external_id_digest(&legacy.external_id),
+            token_hash: legacy.token_hash,
+            active: legacy.active,
+            registered_at_ms: legacy.registered_at_ms,
+            last_seen_at_ms: legacy.last_seen_at_ms,
+            assigned: legacy.assigned,
+            completed: legacy.completed,
+            expired: legacy.expired,
+            rejected: legacy.rejected,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -197,18 +237,20 @@ struct StoredBucket {
     last_client_id: u64,
 }
 
-/// A snapshot part of the pool, as stored.
+/// A snapshot part of the pool, as stored. Variants are encoded by position: add new ones last.
 #[derive(Debug, Serialize, Deserialize)]
 enum Part {
     /// Items `chunk × ITEMS_PER_CHUNK ..` (up to `ITEMS_PER_CHUNK` of them).
     Items(Vec<StoredItem>),
     /// The live buckets (open, leased or dead) with ids `chunk × BUCKETS_PER_CHUNK ..`.
     Buckets(Vec<(u64, StoredBucket)>),
-    Client(Client),
+    /// Format 4's client, read only (see the module docs).
+    LegacyClient(LegacyClient),
     Meta {
         next_bucket_id: u64,
         next_client_id: u64,
     },
+    Client(Client),
 }
 
 const ITEMS: &[u8] = b"items/";
@@ -319,7 +361,7 @@ pub struct Pool {
     dead: BTreeSet<u64>,
     counts: ItemCounts,
     clients: BTreeMap<u64, Client>,
-    by_external: HashMap<String, u64>,
+    by_external: HashMap<ExternalIdHash, u64>,
     /// Current token hash → client, active clients only.
     by_token: HashMap<TokenHash, u64>,
     /// (client, bucket) for every leased bucket.
@@ -616,7 +658,6 @@ impl Pool {
         ClientStats {
             client_id,
             screen_name: client.screen_name.clone(),
-            external_id: client.external_id.clone(),
             active: client.active,
             buckets_assigned: client.assigned,
             buckets_completed: client.completed,
@@ -683,6 +724,9 @@ impl Pool {
         let mut grants = Vec::with_capacity(wanted);
         let mut views = Vec::with_capacity(wanted);
         let mut hint = Vec::new();
+        // The record carries each formed bucket's keys twice (`Leased` and `LeaseGranted`);
+        // buckets stop once the next would pass the budget (one always fits: BUCKET_SIZE_MAX).
+        let mut record_bytes = 0;
         for _ in 0..wanted {
             let take_open = match (open.peek(), former.best()) {
                 (Some((order, _)), Some(free)) => *order <= free,
@@ -706,9 +750,18 @@ impl Pool {
                     .into_iter()
                     .map(packed_index)
                     .collect();
+                let keys = self.keys_of(&chosen);
+                let bytes: usize = keys
+                    .iter()
+                    .map(|key| 2 * (key.len() + KEY_RECORD_OVERHEAD_BYTES))
+                    .sum();
+                if !grants.is_empty() && record_bytes + bytes > RECORD_BYTES_BUDGET {
+                    // Left pending for the next lease: `decide` changed nothing yet.
+                    break;
+                }
+                record_bytes += bytes;
                 let bucket_id = next_bucket_id;
                 next_bucket_id += 1;
-                let keys = self.keys_of(&chosen);
                 hint.push((bucket_id, chosen));
                 (bucket_id, 1, keys, true)
             };
@@ -758,7 +811,7 @@ impl Pool {
     fn decide_register(
         &self,
         screen_name: String,
-        external_id: String,
+        external_id_hash: ExternalIdHash,
         token_hash: TokenHash,
         source: Option<IpAddr>,
         ctx: &Ctx<'_>,
@@ -773,7 +826,7 @@ impl Pool {
                 }
             }
         }
-        let (client_id, created) = match self.by_external.get(&external_id) {
+        let (client_id, created) = match self.by_external.get(&external_id_hash) {
             Some(client_id) => (*client_id, false),
             None => {
                 if self.clients.len() >= config.clients_max {
@@ -788,7 +841,7 @@ impl Pool {
                 Event::Work(WorkEvent::ClientRegistered {
                     client_id,
                     screen_name,
-                    external_id,
+                    external_id_hash,
                     token_hash,
                     at_ms: ctx.now_ms,
                     source,
@@ -1048,6 +1101,17 @@ fn id_from(bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(array))
 }
 
+/// True when the pool's snapshot still holds a client part of format 4 (plain-text
+/// `external_id`). `Engine::open` then loads and saves the pool at once, so the plain text does
+/// not wait for the pool's next change to leave sled.
+pub(crate) fn has_legacy_clients(store: &Store) -> Result<bool> {
+    let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+    Ok(store
+        .scan_sub::<Part>(key, CLIENT)?
+        .iter()
+        .any(|(_, part)| matches!(part, Part::LegacyClient(_))))
+}
+
 impl Entity for Pool {
     const KIND: Kind = Kind::WorkPool;
     type Command = PoolCommand;
@@ -1100,12 +1164,13 @@ impl Entity for Pool {
                 }
                 Part::Client(client) => {
                     let client_id = id_from(&name[CLIENT.len()..])?;
-                    pool.by_external
-                        .insert(client.external_id.clone(), client_id);
-                    if client.active {
-                        pool.by_token.insert(client.token_hash, client_id);
-                    }
-                    pool.clients.insert(client_id, client);
+                    pool.load_client(client_id, client);
+                }
+                Part::LegacyClient(legacy) => {
+                    // Hashed now; dirty, so the next save replaces the plain-text part.
+                    let client_id = id_from(&name[CLIENT.len()..])?;
+                    pool.load_client(client_id, legacy.into());
+                    pool.dirty.clients.insert(client_id);
                 }
                 Part::Meta {
                     next_bucket_id,
@@ -1183,10 +1248,10 @@ impl Entity for Pool {
             }
             PoolCommand::Register {
                 screen_name,
-                external_id,
+                external_id_hash,
                 token_hash,
                 source,
-            } => self.decide_register(screen_name, external_id, token_hash, source, ctx),
+            } => self.decide_register(screen_name, external_id_hash, token_hash, source, ctx),
             PoolCommand::Authenticate { token, bucket_id } => {
                 let client_id = self.verify(&token)?;
                 let bucket_known = bucket_id.is_none_or(|id| id >= 1 && id < self.next_bucket_id);
@@ -1308,41 +1373,33 @@ impl Entity for Pool {
             WorkEvent::ClientRegistered {
                 client_id,
                 screen_name,
+                external_id_hash,
+                token_hash,
+                at_ms,
+                source,
+            } => self.apply_registered(
+                *client_id,
+                screen_name,
+                *external_id_hash,
+                *token_hash,
+                *at_ms,
+                *source,
+            ),
+            WorkEvent::LegacyClientRegistered {
+                client_id,
+                screen_name,
                 external_id,
                 token_hash,
                 at_ms,
                 source,
-            } => {
-                let client = self.clients.entry(*client_id).or_insert_with(|| Client {
-                    screen_name: String::new(),
-                    external_id: external_id.clone(),
-                    token_hash: *token_hash,
-                    active: false,
-                    registered_at_ms: *at_ms,
-                    last_seen_at_ms: None,
-                    assigned: 0,
-                    completed: 0,
-                    expired: 0,
-                    rejected: 0,
-                });
-                if client.active {
-                    self.by_token.remove(&client.token_hash);
-                }
-                client.screen_name = screen_name.clone();
-                client.token_hash = *token_hash;
-                client.active = true;
-                self.by_token.insert(*token_hash, *client_id);
-                self.by_external.insert(external_id.clone(), *client_id);
-                if *client_id >= self.next_client_id {
-                    self.next_client_id = client_id + 1;
-                    self.dirty.meta = true;
-                }
-                self.dirty.clients.insert(*client_id);
-                self.touch_client(*client_id, *at_ms);
-                if let Some(source) = source {
-                    self.count_registration(*source, *at_ms);
-                }
-            }
+            } => self.apply_registered(
+                *client_id,
+                screen_name,
+                external_id_digest(external_id),
+                *token_hash,
+                *at_ms,
+                *source,
+            ),
             WorkEvent::ClientUnregistered { client_id, at_ms } => {
                 if let Some(client) = self.clients.get_mut(client_id) {
                     if client.active {
@@ -1476,6 +1533,57 @@ impl Entity for Pool {
 }
 
 impl Pool {
+    /// A registration: a new client, or a known one with its token rotated (the old token
+    /// stops working at once).
+    fn apply_registered(
+        &mut self,
+        client_id: u64,
+        screen_name: &str,
+        external_id_hash: ExternalIdHash,
+        token_hash: TokenHash,
+        at_ms: Millis,
+        source: Option<IpAddr>,
+    ) {
+        let client = self.clients.entry(client_id).or_insert_with(|| Client {
+            screen_name: String::new(),
+            external_id_hash,
+            token_hash,
+            active: false,
+            registered_at_ms: at_ms,
+            last_seen_at_ms: None,
+            assigned: 0,
+            completed: 0,
+            expired: 0,
+            rejected: 0,
+        });
+        if client.active {
+            self.by_token.remove(&client.token_hash);
+        }
+        client.screen_name = screen_name.to_string();
+        client.token_hash = token_hash;
+        client.active = true;
+        self.by_token.insert(token_hash, client_id);
+        self.by_external.insert(external_id_hash, client_id);
+        if client_id >= self.next_client_id {
+            self.next_client_id = client_id + 1;
+            self.dirty.meta = true;
+        }
+        self.dirty.clients.insert(client_id);
+        self.touch_client(client_id, at_ms);
+        if let Some(source) = source {
+            self.count_registration(source, at_ms);
+        }
+    }
+
+    /// Indexes a client read from a snapshot.
+    fn load_client(&mut self, client_id: u64, client: Client) {
+        self.by_external.insert(client.external_id_hash, client_id);
+        if client.active {
+            self.by_token.insert(client.token_hash, client_id);
+        }
+        self.clients.insert(client_id, client);
+    }
+
     fn count_registration(&mut self, source: IpAddr, at_ms: Millis) {
         if let Some(window) = self.rate.get_mut(&source) {
             if at_ms < window.start_ms + RATE_WINDOW_MS {
@@ -1579,7 +1687,7 @@ mod tests {
         let registered = |client_id: u64| WorkEvent::ClientRegistered {
             client_id,
             screen_name: format!("c{client_id}"),
-            external_id: format!("x{client_id}"),
+            external_id_hash: external_id_digest(&format!("external-id-{client_id:08}")),
             token_hash: [client_id as u8; 32],
             at_ms: 10,
             source: None,
@@ -1746,6 +1854,159 @@ mod tests {
         let mut batch = SnapshotBatch::default();
         pool.save(key, &mut batch);
         assert!(batch.is_empty());
+    }
+
+    /// A data dir as format 4 left it: the pool's snapshot (LSN 1) holds client 1 with its
+    /// `external_id` in plain text, and (`with_wal_tail`) the WAL, a format-4 segment, registers
+    /// client 2 the same way at LSN 2. Opening it must keep the identities (same ids for the
+    /// same secrets), leave no plain-text id in the pool's parts or the WAL, and stamp the data
+    /// dir with this build's format. Without a WAL tail only the migration step loads the pool.
+    #[test]
+    fn a_format_4_data_dir_is_migrated_at_open() {
+        migrate_format_4(true);
+        migrate_format_4(false);
+    }
+
+    fn migrate_format_4(with_wal_tail: bool) {
+        use crate::codec;
+        use crate::runtime::Record;
+        use crate::wal::segment;
+        use crate::work::Registration;
+        use crate::{Engine, EngineConfig, ManualClock};
+
+        let secrets: &[&str] = if with_wal_tail {
+            &["legacy-secret-of-client-1", "legacy-secret-of-client-2"]
+        } else {
+            &["legacy-secret-of-client-1"]
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = EngineConfig::for_tests(dir.path());
+        let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+        let legacy = |index: usize| LegacyClient {
+            screen_name: format!("legacy {}", index + 1),
+            external_id: secrets[index].to_string(),
+            token_hash: [index as u8 + 1; 32],
+            active: true,
+            registered_at_ms: 10,
+            last_seen_at_ms: Some(10),
+            assigned: 3,
+            completed: 2,
+            expired: 1,
+            rejected: 0,
+        };
+        {
+            let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+            let mut parts = SnapshotBatch::default();
+            parts.put(
+                key,
+                &sub(CLIENT, &1u64.to_be_bytes()),
+                &Part::LegacyClient(legacy(0)),
+            );
+            parts.put(
+                key,
+                META,
+                &Part::Meta {
+                    next_bucket_id: 1,
+                    next_client_id: 2,
+                },
+            );
+            store
+                .apply(vec![crate::store::Snapshot {
+                    key,
+                    lsn: 1,
+                    parts,
+                    deadline: None,
+                }])
+                .unwrap();
+            store.write_meta_version(4, 1).unwrap();
+            store.flush().unwrap();
+        }
+        let wal_dir = dir.path().join("wal");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        if with_wal_tail {
+            let second = legacy(1);
+            let record = Record {
+                origin: key,
+                entries: vec![(
+                    key,
+                    Event::Work(WorkEvent::LegacyClientRegistered {
+                        client_id: 2,
+                        screen_name: second.screen_name,
+                        external_id: second.external_id,
+                        token_hash: second.token_hash,
+                        at_ms: 20,
+                        source: None,
+                    }),
+                )],
+            };
+            let mut bytes = segment::encode_header_version(2, 4).to_vec();
+            segment::frame_legacy_record(&mut bytes, 2, &codec::encode(&record));
+            std::fs::write(wal_dir.join(format!("{:020}.log", 2)), &bytes).unwrap();
+        }
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let open = || {
+            Engine::open_with_clock(config.clone(), std::sync::Arc::new(ManualClock::new(1_000)))
+        };
+        // First open, reads only: whatever is rewritten now is the migration's doing.
+        let engine = open().expect("a format-4 data dir opens");
+        let stats = runtime.block_on(engine.work().stats()).unwrap();
+        let names: Vec<_> = stats
+            .clients
+            .iter()
+            .map(|c| c.screen_name.as_str())
+            .collect();
+        assert_eq!(names, ["legacy 1", "legacy 2"][..secrets.len()]);
+        assert_eq!(stats.clients[0].buckets_completed, 2, "counters survive");
+        engine.shutdown().unwrap();
+        drop(engine);
+
+        let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+        assert_eq!(store.meta().unwrap().format_version, codec::FORMAT_VERSION);
+        let parts = store.scan_sub::<Part>(key, CLIENT).unwrap();
+        assert_eq!(parts.len(), secrets.len());
+        for (_, part) in &parts {
+            assert!(matches!(part, Part::Client(_)), "{part:?}");
+        }
+        drop(store);
+        let mut segments = 0;
+        for entry in std::fs::read_dir(&wal_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            for secret in secrets {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{} still holds a plain-text external_id",
+                    path.display()
+                );
+            }
+            segments += 1;
+        }
+        assert!(segments <= 1, "the format-4 segment is gone");
+
+        // The identities are kept: the same secrets take the same client ids back.
+        let engine = open().expect("reopens");
+        runtime.block_on(async {
+            for (index, secret) in secrets.iter().enumerate() {
+                let again = engine
+                    .work()
+                    .register(
+                        Registration {
+                            screen_name: "back".into(),
+                            external_id: secret.to_string(),
+                        },
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(again.client_id, index as u64 + 1, "the identity is kept");
+                assert!(!again.created);
+            }
+        });
+        engine.shutdown().unwrap();
     }
 
     #[test]

@@ -114,9 +114,9 @@ impl Harness {
         self.engine().fire_due_timers().await
     }
 
-    pub async fn client(&self, external_id: &str) -> Client {
+    pub async fn client(&self, label: &str) -> Client {
         self.work()
-            .register(registration(external_id), None)
+            .register(registration(label), None)
             .await
             .expect("registration")
             .into()
@@ -185,11 +185,18 @@ impl Harness {
     }
 }
 
-pub fn registration(external_id: &str) -> Registration {
+/// The registration of the client called `label`: its `external_id` is a secret derived from
+/// the label (at least 16 characters, as the engine requires).
+pub fn registration(label: &str) -> Registration {
     Registration {
-        screen_name: format!("screen {external_id}"),
-        external_id: external_id.into(),
+        screen_name: format!("screen {label}"),
+        external_id: secret(label),
     }
+}
+
+/// The `external_id` of the client called `label`.
+pub fn secret(label: &str) -> String {
+    format!("test-secret-of-{label}")
 }
 
 pub fn report_of(keys: &[String], outcome: Outcome) -> Report {

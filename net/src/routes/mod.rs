@@ -17,6 +17,11 @@
 //!   always run, so health checks answer during recovery and overload.
 //! - A handler gets path parameters already percent-decoded; [`Ctx::param_u64`] turns a
 //!   non-number into 404, because `/counters/abc` names no resource.
+//! - Authentication comes before validation: a handler establishes who calls ([`Ctx::user`],
+//!   [`Ctx::viewer`], the admin check, or a work client's token) before it reads its path, query
+//!   or body, so a bad credential is 401 whatever the rest of the request says.
+//! - `HEAD` is answered for every `GET` route: the router resolves it to the `GET` route (and
+//!   lists it in `Allow` wherever `GET` is), and `App::handle` drops the body.
 //! - The table is checked when the router is built (patterns well formed, no duplicate
 //!   method + pattern); a bad table is a programmer error and panics at start-up, caught by the
 //!   unit test that builds it.
@@ -32,11 +37,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use hyper::header::AUTHORIZATION;
 use hyper::http::request::Parts;
 use hyper::Method;
 use switchyard_engine::Engine;
 
 use crate::app::App;
+use crate::auth::{self, Verified};
 use crate::config::ServerConfig;
 use crate::error::{ApiError, Response};
 use crate::http::{self, Fields, Query};
@@ -90,7 +97,10 @@ impl Route {
     }
 }
 
-/// Cursors are the last key of the previous page in hex, prefixed so they are visibly opaque.
+/// Cursors are the last key of the previous page in lowercase hex, prefixed so they are visibly
+/// opaque: `c` and 1 to [`CURSOR_HEX_DIGITS_MAX`] digits. The OpenAPI document states exactly
+/// this shape (`NextCursor`, the `cursor` parameter), so a schema-driven client can tell a
+/// cursor from any string.
 pub(crate) fn encode_cursor(next: Option<u64>) -> serde_json::Value {
     match next {
         Some(key) => serde_json::Value::String(format!("c{key:x}")),
@@ -98,12 +108,21 @@ pub(crate) fn encode_cursor(next: Option<u64>) -> serde_json::Value {
     }
 }
 
-/// The key a cursor from [`encode_cursor`] names; anything else is 400 `invalid_field`.
+/// Hex digits of the largest cursor (a u64).
+pub(crate) const CURSOR_HEX_DIGITS_MAX: usize = 16;
+
+/// The key a cursor of [`encode_cursor`]'s shape names; anything else is 400 `invalid_field`.
 pub(crate) fn decode_cursor(cursor: Option<String>) -> Result<Option<u64>, ApiError> {
     cursor
         .map(|cursor| {
             cursor
                 .strip_prefix('c')
+                .filter(|hex| {
+                    (1..=CURSOR_HEX_DIGITS_MAX).contains(&hex.len())
+                        && hex
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
                 .and_then(|hex| u64::from_str_radix(hex, 16).ok())
                 .ok_or_else(|| {
                     ApiError::invalid_field("cursor", "is not a cursor this list issued")
@@ -233,7 +252,13 @@ impl Router {
         &self.patterns
     }
 
+    /// Routes `method path`; `HEAD` goes to the `GET` route of the path.
     pub(crate) fn resolve(&self, method: &Method, path: &str) -> Resolved<'_> {
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
         let path_segments: Vec<&str> = path.split('/').collect();
         let mut first_match: Option<&CompiledRoute> = None;
         for candidate in &self.routes {
@@ -260,6 +285,9 @@ impl Router {
             let method = candidate.route.method.as_str();
             if matches(&candidate.segments, &path_segments) && !allow.contains(&method) {
                 allow.push(method);
+                if candidate.route.method == Method::GET {
+                    allow.push(Method::HEAD.as_str());
+                }
             }
         }
         Resolved::MethodNotAllowed {
@@ -321,6 +349,25 @@ fn extract(segments: &[Segment], path: &[&str]) -> Option<Params> {
         }
     }
     Some(Params(params))
+}
+
+/// Who calls a route where a token is optional ([`Ctx::viewer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Anonymous,
+    Admin,
+    User(u64),
+}
+
+impl Viewer {
+    /// Whether this caller may see the e-mail of user `user_id` (itself, or the admin).
+    pub fn sees_email_of(self, user_id: u64) -> bool {
+        match self {
+            Viewer::Admin => true,
+            Viewer::User(id) => id == user_id,
+            Viewer::Anonymous => false,
+        }
+    }
 }
 
 /// Everything a handler may use: the server state, the request head, its body (read at most
@@ -389,6 +436,44 @@ impl Ctx {
     /// A request header as text, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.headers.get(name)?.to_str().ok()
+    }
+
+    /// The `Authorization` header when present; one that is not visible ASCII reads as `""`, so
+    /// it is refused as a bad credential rather than taken for no credential. (Two of them were
+    /// refused before routing, see `App::handle`.)
+    pub fn authorization(&self) -> Option<&str> {
+        let value = self.head.headers.get(AUTHORIZATION)?;
+        Some(value.to_str().unwrap_or(""))
+    }
+
+    /// The user of `Authorization: Bearer <login token>`: 401 without one, with a bad one, or
+    /// with one whose `sub` names no user. The first use of a token asks the engine for its
+    /// user; later uses hit `Auth`'s verified-token cache (users are never deleted).
+    pub async fn user(&self) -> Result<u64, ApiError> {
+        let token = auth::bearer(self.authorization())?;
+        match self.app.auth.verify(token)? {
+            Verified::Known(user) => Ok(user),
+            Verified::Unconfirmed { user, exp } => match self.engine()?.social().user(user).await {
+                Ok(_) => {
+                    self.app.auth.confirm(token, user, exp);
+                    Ok(user)
+                }
+                Err(switchyard_engine::Error::NotFound(_)) => {
+                    Err(ApiError::unauthenticated("the token's user does not exist"))
+                }
+                Err(error) => Err(error.into()),
+            },
+        }
+    }
+
+    /// Who calls a route where a token is optional: nobody (no `Authorization`), the admin, or
+    /// a user. A credential that is present but not valid is 401, never "anonymous".
+    pub async fn viewer(&self) -> Result<Viewer, ApiError> {
+        match self.authorization() {
+            None => Ok(Viewer::Anonymous),
+            Some(_) if self.app.auth.is_admin(self.authorization()) => Ok(Viewer::Admin),
+            Some(_) => self.user().await.map(Viewer::User),
+        }
     }
 
     /// The whole body, within `limits.max_body_bytes` and `limits.body_read_timeout_ms`.
@@ -478,11 +563,50 @@ mod tests {
         check(Method::POST, "/api/v1/posts/%zz/likes", Err(None));
         check(Method::DELETE, "/api/v1/clients/me", Ok(&[]));
         check(Method::GET, "/api/v1/clients/9", Ok(&[("id", "9")]));
-        check(Method::DELETE, "/api/v1/clients/9", Err(Some("GET")));
-        check(Method::PUT, "/api/v1/clients/me", Err(Some("GET, DELETE")));
+        check(Method::DELETE, "/api/v1/clients/9", Err(Some("GET, HEAD")));
+        check(
+            Method::PUT,
+            "/api/v1/clients/me",
+            Err(Some("GET, HEAD, DELETE")),
+        );
         check(Method::POST, "/api/v1/event/", Ok(&[]));
+        check(Method::HEAD, "/api/v1/clients/9", Ok(&[("id", "9")]));
+        check(
+            Method::HEAD,
+            "/api/v1/posts/7/likes",
+            Err(Some("POST, DELETE")),
+        );
+        check(
+            Method::POST,
+            "/api/v1/clients/me",
+            Err(Some("GET, HEAD, DELETE")),
+        );
         check(Method::POST, "/api/v1/event", Err(None));
         check(Method::GET, "/", Err(None));
+    }
+
+    #[test]
+    fn cursors_have_one_shape() {
+        for key in [0, 1, 255, u64::MAX] {
+            let cursor = encode_cursor(Some(key));
+            let text = cursor.as_str().expect("a string").to_string();
+            assert_eq!(decode_cursor(Some(text)).expect("decodes"), Some(key));
+        }
+        assert_eq!(encode_cursor(None), serde_json::Value::Null);
+        for bad in [
+            "",
+            "c",
+            "cFF",
+            "c+f",
+            "c-1",
+            "c00000000000000001",
+            "cg",
+            "x1",
+            " c1",
+        ] {
+            let error = decode_cursor(Some(bad.into())).expect_err(bad);
+            assert_eq!(error.field.as_deref(), Some("cursor"), "{bad}");
+        }
     }
 
     #[test]

@@ -1,12 +1,21 @@
 //! The social workload over HTTP (API.md "Social"): sign-up, login, users, posts, likes, stats.
 //!
-//! Sign-up order: the engine's own checks (syntax, disposable domains, password strength) run
-//! first, so bad input is refused before any outside call; then the optional e-mail verifier
-//! (422 `email_undeliverable` on its verdict) and enrichment adapters, whose failures never block
-//! sign-up; then argon2 hashing off the async threads; then the engine registers the user.
+//! Sign-up order: the per-address flood limit (`auth.signups_per_minute_per_source`, 429); the
+//! engine's own checks (syntax, disposable domains, password strength), so bad input is refused
+//! before any outside call; then the optional e-mail verifier (422 `email_undeliverable` on its
+//! verdict) and enrichment adapters, whose failures never block sign-up; then argon2 hashing off
+//! the async threads; then the engine registers the user.
+//!
+//! Login order: the body (400); the failure throttles per e-mail and per address
+//! (`auth.login_failures_per_minute`, 429 with `Retry-After`), taken before the password is
+//! checked, for known and unknown e-mails alike; the password, verified even for an unknown
+//! e-mail (against a fixed hash), so neither the answer nor its timing tells which addresses are
+//! registered. A success gives its slot back, so only failures count.
 //!
 //! Invariants: `email` is shown only to the user itself and to admin; passwords and tokens are
-//! never logged; every list is keyset-paginated with an opaque cursor.
+//! never logged; every list is keyset-paginated with an opaque cursor. Authentication comes
+//! first: a user route checks its token ([`Ctx::user`]) and an optional-token route its viewer
+//! ([`Ctx::viewer`]: a present but invalid token is 401) before path, query or body.
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -16,6 +25,7 @@ use switchyard_engine::social::{self, LikeView, Page, PostView, SignUp, UserView
 use super::{decode_cursor, page_json, Ctx, HandlerResult, Route};
 use crate::error::ApiError;
 use crate::http;
+use crate::throttle::ThrottleKey;
 
 pub fn routes() -> Vec<Route> {
     vec![
@@ -96,13 +106,12 @@ fn like_json(like: &LikeView) -> Value {
     })
 }
 
-fn authorization(ctx: &Ctx) -> Option<&str> {
-    ctx.header("authorization")
-}
-
-/// The authenticated user of this request (401 otherwise).
-fn current_user(ctx: &Ctx) -> Result<u64, ApiError> {
-    ctx.app.auth.user(authorization(ctx))
+/// The source-address key of a throttle, when the peer address is known.
+fn address_key(ctx: &Ctx) -> Vec<ThrottleKey> {
+    ctx.peer_ip()
+        .map(ThrottleKey::Address)
+        .into_iter()
+        .collect()
 }
 
 async fn sign_up(mut ctx: Ctx) -> HandlerResult {
@@ -112,6 +121,11 @@ async fn sign_up(mut ctx: Ctx) -> HandlerResult {
     let password = fields.required_str("password")?;
     let full_name = fields.optional_str("full_name")?;
     fields.finish()?;
+    let now_ms = engine.clock().now_ms();
+    ctx.app
+        .throttles
+        .signup_by_address
+        .take(&address_key(&ctx), now_ms)?;
     let mut request = SignUp {
         email,
         password,
@@ -150,6 +164,16 @@ async fn login(mut ctx: Ctx) -> HandlerResult {
             "wrong e-mail or password",
         )
     };
+    // Counted before the password is checked, for every e-mail, known or not (module docs).
+    let throttles = &ctx.app.throttles;
+    let email_key = [throttles.login_by_email.email_key(&email)];
+    let address_key = address_key(&ctx);
+    let now_ms = engine.clock().now_ms();
+    throttles.login_by_address.take(&address_key, now_ms)?;
+    if let Err(refused) = throttles.login_by_email.take(&email_key, now_ms) {
+        throttles.login_by_address.refund(&address_key);
+        return Err(refused);
+    }
     let credentials = engine.social().credentials(&email).await?;
     // Verify even for an unknown e-mail (against a fixed hash), so timing does not tell which
     // addresses are registered.
@@ -164,6 +188,8 @@ async fn login(mut ctx: Ctx) -> HandlerResult {
     .await
     .map_err(|_| ApiError::internal())?;
     let user_id = verified.ok_or_else(invalid)?;
+    throttles.login_by_email.refund(&email_key);
+    throttles.login_by_address.refund(&address_key);
     let now_seconds = engine.clock().now_ms() / 1000;
     let token = ctx.app.auth.issue(user_id, now_seconds)?;
     Ok(http::json(
@@ -191,34 +217,36 @@ fn dummy_hash(config: &social::SocialConfig) -> String {
         .clone()
 }
 
+/// A token is optional here; a present but invalid one is 401.
 async fn get_user(ctx: Ctx) -> HandlerResult {
+    let viewer = ctx.viewer().await?;
     let id = ctx.param_u64("id")?;
     ctx.query()?.finish()?;
     let engine = ctx.engine()?;
     let user = engine.social().user(id).await?;
-    let auth = &ctx.app.auth;
-    let show_email =
-        auth.is_admin(authorization(&ctx)) || auth.user(authorization(&ctx)).ok() == Some(id);
-    Ok(http::json(StatusCode::OK, &user_json(&user, show_email)))
+    Ok(http::json(
+        StatusCode::OK,
+        &user_json(&user, viewer.sees_email_of(id)),
+    ))
 }
 
+/// A token is optional here; a present but invalid one is 401.
 async fn list_users(ctx: Ctx) -> HandlerResult {
+    let viewer = ctx.viewer().await?;
     let mut query = ctx.query()?;
     let page = query.page()?;
     query.finish()?;
     let after = decode_cursor(page.cursor)?;
     let engine = ctx.engine()?;
     let users = engine.social().users(after, page.limit).await?;
-    let admin = ctx.app.auth.is_admin(authorization(&ctx));
-    let me = ctx.app.auth.user(authorization(&ctx)).ok();
     Ok(http::json(
         StatusCode::OK,
-        &page_json(users, |user| user_json(user, admin || me == Some(user.id))),
+        &page_json(users, |user| user_json(user, viewer.sees_email_of(user.id))),
     ))
 }
 
 async fn create_post(mut ctx: Ctx) -> HandlerResult {
-    let user_id = current_user(&ctx)?;
+    let user_id = ctx.user().await?;
     let engine = ctx.engine()?;
     let mut fields = ctx.json().await?;
     let text = fields.required_str("text")?;
@@ -258,8 +286,8 @@ async fn list_posts(ctx: Ctx) -> HandlerResult {
 }
 
 async fn set_like(mut ctx: Ctx, on: bool) -> HandlerResult {
+    let user_id = ctx.user().await?;
     let post_id = ctx.param_u64("id")?;
-    let user_id = current_user(&ctx)?;
     let engine = ctx.engine()?;
     ctx.json_or_empty().await?.finish()?;
     let social = engine.social();
@@ -310,7 +338,7 @@ async fn stats(ctx: Ctx) -> HandlerResult {
 /// Admin: recomputes every social counter from the records (the engine's invariant checker).
 /// Costs O(users + posts + likes); meant for operators, tests and the bot, not for hot paths.
 async fn check_invariants(ctx: Ctx) -> HandlerResult {
-    ctx.app.auth.require_admin(authorization(&ctx))?;
+    ctx.app.auth.require_admin(ctx.authorization())?;
     ctx.query()?.finish()?;
     let differences = ctx.engine()?.social().check().await?;
     Ok(http::json(

@@ -7,7 +7,12 @@
 //!
 //! Additive fields beyond API.md: a Bucket carries its lease `epoch` (the fencing token), a
 //! report and a heartbeat may carry `epoch` to be checked against the lease, and stats carry
-//! `buckets.dead` and per-client `external_id` and `leased_buckets`.
+//! `buckets.dead` and per-client `leased_buckets`.
+//!
+//! Invariants: a client's `external_id` is its secret: it is read from the registration body
+//! and handed to the engine (which keeps only a digest), never echoed, listed or logged. A
+//! client route authenticates before it refuses its input: a bad token is 401 whatever the path,
+//! query or body say (see `client_input`).
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -17,7 +22,10 @@ use switchyard_engine::work::{
     Report,
 };
 
+use switchyard_engine::Engine;
+
 use super::{decode_cursor, page_json, Ctx, HandlerResult, Route};
+use crate::auth;
 use crate::error::ApiError;
 use crate::http::{self, Fields};
 
@@ -96,17 +104,27 @@ fn dead_json(dead: &DeadBucketView) -> Value {
     })
 }
 
-/// The bearer token of a client route (401 `unauthenticated` when absent).
-fn client_token(ctx: &Ctx) -> Result<&str, ApiError> {
-    ctx.header("authorization")
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|token| !token.is_empty())
-        .ok_or_else(|| ApiError::unauthenticated("a client bearer token is required"))
+/// The bearer token of a client route (401 `unauthenticated` when absent). Whether it is a valid
+/// token is the engine's to say.
+fn client_token(ctx: &Ctx) -> Result<String, ApiError> {
+    auth::bearer(ctx.authorization()).map(str::to_string)
+}
+
+/// The parsed input (path, query, body) of a client route, or its error once the token has been
+/// checked: a bad token is 401 whatever the input says. Only this error path pays the extra
+/// round trip to the pool; on the happy path the engine authenticates as part of the command.
+async fn client_input<T>(
+    engine: &Engine,
+    token: &str,
+    parsed: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match parsed {
+        Ok(input) => Ok(input),
+        Err(error) => {
+            engine.work().authenticate(token).await?;
+            Err(error)
+        }
+    }
 }
 
 fn string_array(values: Vec<Value>, field: &str) -> Result<Vec<String>, ApiError> {
@@ -122,18 +140,13 @@ fn string_array(values: Vec<Value>, field: &str) -> Result<Vec<String>, ApiError
         .collect()
 }
 
+/// A lease's `epoch` (the fencing token): an unsigned 32-bit integer, as in every Bucket.
 fn optional_epoch(fields: &mut Fields) -> Result<Option<u32>, ApiError> {
-    fields
-        .optional_u64("epoch")?
-        .map(|epoch| {
-            u32::try_from(epoch)
-                .map_err(|_| ApiError::invalid_field("epoch", "is not an epoch of this lease"))
-        })
-        .transpose()
+    fields.optional_u32("epoch")
 }
 
 async fn add_items(mut ctx: Ctx) -> HandlerResult {
-    ctx.app.auth.require_admin(ctx.header("authorization"))?;
+    ctx.app.auth.require_admin(ctx.authorization())?;
     let engine = ctx.engine()?;
     let mut fields = ctx.json().await?;
     let raw = fields.required_array("items")?;
@@ -177,7 +190,7 @@ async fn list_items(ctx: Ctx) -> HandlerResult {
 }
 
 async fn rerun(mut ctx: Ctx) -> HandlerResult {
-    ctx.app.auth.require_admin(ctx.header("authorization"))?;
+    ctx.app.auth.require_admin(ctx.authorization())?;
     let key = ctx.param("key")?.to_string();
     ctx.query()?.finish()?;
     ctx.json_or_empty().await?.finish()?;
@@ -214,18 +227,25 @@ async fn register(mut ctx: Ctx) -> HandlerResult {
 }
 
 async fn unregister(ctx: Ctx) -> HandlerResult {
-    let token = client_token(&ctx)?.to_string();
-    ctx.query()?.finish()?;
-    ctx.engine()?.work().unregister(&token).await?;
+    let token = client_token(&ctx)?;
+    let engine = ctx.engine()?;
+    let parsed = ctx.query().and_then(|query| query.finish());
+    client_input(&engine, &token, parsed).await?;
+    engine.work().unregister(&token).await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
 }
 
 async fn lease(mut ctx: Ctx) -> HandlerResult {
-    let token = client_token(&ctx)?.to_string();
+    let token = client_token(&ctx)?;
     let engine = ctx.engine()?;
-    let mut fields = ctx.json().await?;
-    let max_buckets = fields.required_i64("max_buckets")?;
-    fields.finish()?;
+    let parsed = async {
+        let mut fields = ctx.json().await?;
+        let max_buckets = fields.required_i64("max_buckets")?;
+        fields.finish()?;
+        Ok(max_buckets)
+    }
+    .await;
+    let max_buckets = client_input(&engine, &token, parsed).await?;
     let buckets = engine.work().lease(&token, max_buckets).await?;
     Ok(http::json(
         StatusCode::OK,
@@ -233,10 +253,8 @@ async fn lease(mut ctx: Ctx) -> HandlerResult {
     ))
 }
 
-async fn report(mut ctx: Ctx) -> HandlerResult {
-    let bucket_id = ctx.param_u64("id")?;
-    let token = client_token(&ctx)?.to_string();
-    let engine = ctx.engine()?;
+/// The body of a results report.
+async fn report_body(ctx: &mut Ctx) -> Result<Report, ApiError> {
     let mut fields = ctx.json().await?;
     let raw = fields.required_array("results")?;
     let discovered = fields.optional_array("discovered")?.unwrap_or_default();
@@ -260,18 +278,24 @@ async fn report(mut ctx: Ctx) -> HandlerResult {
         });
     }
     let discovered = string_array(discovered, "discovered")?;
-    let outcome = engine
-        .work()
-        .report(
-            &token,
-            bucket_id,
-            Report {
-                results,
-                discovered,
-                epoch,
-            },
-        )
-        .await?;
+    Ok(Report {
+        results,
+        discovered,
+        epoch,
+    })
+}
+
+async fn report(mut ctx: Ctx) -> HandlerResult {
+    let token = client_token(&ctx)?;
+    let engine = ctx.engine()?;
+    let parsed = match ctx.param_u64("id") {
+        Ok(bucket_id) => report_body(&mut ctx)
+            .await
+            .map(|report| (bucket_id, report)),
+        Err(error) => Err(error),
+    };
+    let (bucket_id, report) = client_input(&engine, &token, parsed).await?;
+    let outcome = engine.work().report(&token, bucket_id, report).await?;
     Ok(http::json(
         StatusCode::OK,
         &json!({"bucket_id": outcome.bucket_id, "remaining": outcome.remaining}),
@@ -279,12 +303,17 @@ async fn report(mut ctx: Ctx) -> HandlerResult {
 }
 
 async fn heartbeat(mut ctx: Ctx) -> HandlerResult {
-    let bucket_id = ctx.param_u64("id")?;
-    let token = client_token(&ctx)?.to_string();
+    let token = client_token(&ctx)?;
     let engine = ctx.engine()?;
-    let mut fields = ctx.json_or_empty().await?;
-    let epoch = optional_epoch(&mut fields)?;
-    fields.finish()?;
+    let parsed = async {
+        let bucket_id = ctx.param_u64("id")?;
+        let mut fields = ctx.json_or_empty().await?;
+        let epoch = optional_epoch(&mut fields)?;
+        fields.finish()?;
+        Ok((bucket_id, epoch))
+    }
+    .await;
+    let (bucket_id, epoch) = client_input(&engine, &token, parsed).await?;
     let outcome = engine.work().heartbeat(&token, bucket_id, epoch).await?;
     Ok(http::json(
         StatusCode::OK,
@@ -315,7 +344,6 @@ async fn stats(ctx: Ctx) -> HandlerResult {
             "clients": stats.clients.iter().map(|client| json!({
                 "client_id": client.client_id,
                 "screen_name": client.screen_name,
-                "external_id": client.external_id,
                 "active": client.active,
                 "buckets_assigned": client.buckets_assigned,
                 "buckets_completed": client.buckets_completed,
@@ -330,7 +358,7 @@ async fn stats(ctx: Ctx) -> HandlerResult {
 
 /// Admin: dead-lettered buckets (expired `work.max_expiries` times), by bucket id.
 async fn dead_letters(ctx: Ctx) -> HandlerResult {
-    ctx.app.auth.require_admin(ctx.header("authorization"))?;
+    ctx.app.auth.require_admin(ctx.authorization())?;
     let mut query = ctx.query()?;
     let page = query.page()?;
     query.finish()?;

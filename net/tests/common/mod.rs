@@ -45,26 +45,27 @@ impl Server {
         }
     }
 
-    /// Starts the binary with extra environment variables (e.g. `FAILPOINTS`).
-    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
-        match Server::try_start_with_env(data_dir, extra_args, env) {
-            Ok(server) => server,
-            Err(exited) => panic!("server exited at start-up: {exited:?}"),
-        }
-    }
-
     /// Starts the binary and waits for its listening line; `Err` if it exits first.
     pub fn try_start(data_dir: &Path, extra_args: &[&str]) -> Result<Server, Exited> {
         Server::try_start_with_env(data_dir, extra_args, &[])
     }
 
-    fn try_start_with_env(
+    /// [`Server::start`] with extra environment variables (`FAILPOINTS`, `SWITCHYARD_JWT_SECRET`,
+    /// say; they may override `RUST_LOG`).
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], envs: &[(&str, &str)]) -> Server {
+        match Server::try_start_with_env(data_dir, extra_args, envs) {
+            Ok(server) => server,
+            Err(exited) => panic!("server exited at start-up: {exited:?}"),
+        }
+    }
+
+    /// [`Server::try_start`] with extra environment variables.
+    pub fn try_start_with_env(
         data_dir: &Path,
         extra_args: &[&str],
-        env: &[(&str, &str)],
+        envs: &[(&str, &str)],
     ) -> Result<Server, Exited> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .envs(env.iter().copied())
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -72,6 +73,7 @@ impl Server {
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -318,11 +320,119 @@ pub fn call(
     try_call(addr, method, path, token, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// One request with the given extra header lines (`("Authorization", "Bearer x")`, repeatable)
+/// and body on a fresh connection; panics on an IO error.
+pub fn call_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// A `HEAD` request on a fresh connection (`Connection: close`): the response head, and as its
+/// body every byte the server sent after it until it closed (there must be none).
+pub fn head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
+    let mut request = format!("HEAD {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut connection = Connection::open(addr).expect("connect");
+    connection
+        .stream
+        .write_all(request.as_bytes())
+        .expect("send HEAD");
+    let mut bytes = Vec::new();
+    connection
+        .stream
+        .read_to_end(&mut bytes)
+        .expect("read until the server closes");
+    let head_end = find(&bytes, b"\r\n\r\n").expect("a response head");
+    let text = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: bytes[head_end + 4..].to_vec(),
+    }
+}
+
 /// Sends raw bytes on a fresh connection and reads one response.
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<Response> {
     let mut connection = Connection::open(addr)?;
     connection.stream.write_all(bytes)?;
     connection.read_response()
+}
+
+/// [`call`] from another loopback source address (`127.0.0.2`, ...), so per-address limits can
+/// be told from per-e-mail ones: the socket is bound to `source` before it connects.
+pub fn call_from(
+    source: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Response {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(target) = addr else {
+        panic!("IPv4 only")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let length = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the addresses are valid
+    // sockaddr_in values that outlive the calls; the descriptor goes to a TcpStream once set up.
+    let stream = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let local = sockaddr(source, 0);
+        let bound = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), length);
+        assert_eq!(
+            bound,
+            0,
+            "bind {source}: {}",
+            std::io::Error::last_os_error()
+        );
+        let remote = sockaddr(*target.ip(), target.port());
+        let connected = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), length);
+        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    let mut connection = Connection {
+        stream,
+        buffer: Vec::new(),
+    };
+    connection
+        .send(method, path, body, false)
+        .unwrap_or_else(|e| panic!("{method} {path} from {source}: {e}"))
 }
 
 /// A client connection that may carry several requests (keep-alive).
