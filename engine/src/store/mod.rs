@@ -519,7 +519,11 @@ impl Store {
         if let Ok(entries) = std::fs::read_dir(&blobs) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                synced(&path, File::open(&path).and_then(|file| file.sync_all()))?;
+                match File::open(&path).and_then(|file| file.sync_all()) {
+                    // sled removed it meanwhile (its blob GC runs on its own threads).
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    result => synced(&path, result)?,
+                }
             }
             synced(&blobs, sync_dir(&blobs))?;
         }
