@@ -83,8 +83,7 @@ impl DirLock {
             .map_err(|e| Error::io(format!("create data dir {}", dir.display()), e))?;
         // The data dir's own name must be durable before anything in it is acknowledged.
         if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            sync_dir(parent)
-                .map_err(|e| Error::io(format!("fsync of {}", parent.display()), e))?;
+            sync_dir(parent).map_err(|e| Error::io(format!("fsync of {}", parent.display()), e))?;
         }
         let path = dir.join("LOCK");
         let file = OpenOptions::new()
