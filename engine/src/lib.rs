@@ -160,7 +160,7 @@ impl Engine {
             .map_err(|message| Error::invalid("invalid_config", message))?;
         let started = std::time::Instant::now();
         let lock = DirLock::acquire(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join("sled"), config.sled_cache_bytes)?;
+        let store = Store::open(&config.data_dir, config.store_cache_bytes)?;
         let meta = store.meta()?;
         let mut replay = Replay::new(&store);
         let from = wal::RecoveryFrom {

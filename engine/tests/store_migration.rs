@@ -1,12 +1,16 @@
 //! A data dir written by the sled-based build (`engine/tests/fixtures/sled-v1/`, made by
-//! `make_sled_fixture` below at commit 36987a5 with the sled store) opens with this build and
-//! answers exactly as it did: `expected.txt` is what that build's embedded API answered.
+//! `make_sled_fixture` in this file at commit 5f0d6ed, the last with the sled store, with
+//! `SWITCHYARD_MAKE_SLED_FIXTURE=<dir>`) opens with this
+//! build and answers exactly as it did: `expected.txt` is what that build's embedded API
+//! answered. Every key of sled's `snapshots` tree and its meta record reach the redb file with
+//! the same bytes, and a migration interrupted at any step finishes at the next open.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use switchyard_engine::social::SignUp;
-use switchyard_engine::work::{ItemResult, Outcome, Registration, Report, WorkConfig};
+use redb::{ReadableTable, TableDefinition};
+
+use switchyard_engine::work::WorkConfig;
 use switchyard_engine::{Engine, EngineConfig, ManualClock};
 
 /// 2026-11-22T14:00:00Z (the work tests' start).
@@ -56,104 +60,142 @@ async fn dump(engine: &Engine) -> String {
     out
 }
 
-fn sign_up(n: u64) -> SignUp {
-    SignUp {
-        email: format!("user{n}@example.com"),
-        password: "correct horse".into(),
-        full_name: Some(format!("User {n}")),
-        enrichment: None,
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sled-v1");
+
+/// A copy of the fixture's data dir.
+fn fixture_copy() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("data");
+    copy_dir(&Path::new(FIXTURE).join("data"), &dir);
+    (temp, dir)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 
-/// Writes the fixture (run with the sled build only):
-/// `SWITCHYARD_MAKE_SLED_FIXTURE=engine/tests/fixtures/sled-v1 cargo test -p switchyard-engine
-/// --test store_migration make_sled_fixture`.
-#[tokio::test]
-async fn make_sled_fixture() {
-    let Ok(target) = std::env::var("SWITCHYARD_MAKE_SLED_FIXTURE") else {
-        return;
-    };
-    let target = Path::new(&target);
-    let dir = target.join("data");
-    assert!(!dir.exists(), "{} exists", dir.display());
-    let engine = open(&dir);
-    // Demo counters: a mirror and a durable timer.
-    engine.counters().add(1, 5, Some(2)).await.unwrap();
-    engine.counters().add(1, -2, None).await.unwrap();
-    engine.counters().add(3, 40, None).await.unwrap();
-    engine
-        .counters()
-        .schedule(3, 2, START_MS + 86_400_000)
-        .await
-        .unwrap();
-    // Social: five users, posts (one user with over a chunk of them), likes and an unlike.
-    let social = engine.social();
-    for n in 1..=5 {
-        social.sign_up(sign_up(n)).await.unwrap();
-    }
-    let mut posts = Vec::new();
-    for (author, count) in [(1u64, 3usize), (2, 1), (3, 2), (4, 2)] {
-        for i in 0..count {
-            let post = social
-                .create_post(author, format!("post {i} of user {author}"))
-                .await
-                .unwrap();
-            posts.push(post.id);
-        }
-    }
-    for (liker, post) in [(2u64, 0usize), (3, 0), (4, 0), (1, 3), (5, 4), (5, 6), (2, 7)] {
-        social.like(liker, posts[post]).await.unwrap();
-    }
-    social.unlike(3, posts[0]).await.unwrap();
-    engine.checkpoint().unwrap();
-    // Work: 30 items (buckets of 4), two clients, leases, a report.
-    let work = engine.work();
-    let items = (0..30)
-        .map(|i| switchyard_engine::work::NewItem {
-            key: format!("item-{i:04}"),
-            priority: if i % 7 == 0 { Some(5) } else { None },
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Every (key, value) of the fixture's sled `snapshots` tree, and its meta record (read from a
+/// copy of its own: sled may write to a store it opens).
+fn sled_contents() -> (Pairs, Option<Vec<u8>>) {
+    let (_temp, dir) = fixture_copy();
+    let db = sled::Config::new().path(dir.join("sled")).open().unwrap();
+    let tree = db.open_tree("snapshots").unwrap();
+    let pairs = tree
+        .iter()
+        .map(|item| {
+            let (key, value) = item.unwrap();
+            (key.to_vec(), value.to_vec())
         })
         .collect();
-    work.add_items(items).await.unwrap();
-    let mut tokens = Vec::new();
-    for id in ["1001", "1002"] {
-        let registered = work
-            .register(
-                Registration {
-                    screen_name: format!("screen {id}"),
-                    external_id: id.into(),
-                },
-                None,
-            )
-            .await
-            .unwrap();
-        tokens.push(registered.token);
+    let meta = db.get(b"meta").unwrap().map(|value| value.to_vec());
+    (pairs, meta)
+}
+
+/// The same from the redb file in `dir`.
+fn redb_contents(dir: &Path) -> (Pairs, Option<Vec<u8>>) {
+    const SNAPSHOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("snapshots");
+    const META: TableDefinition<&[u8], &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::open(dir.join(switchyard_engine::store::FILE_NAME)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let pairs = txn
+        .open_table(SNAPSHOTS)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|item| {
+            let (key, value) = item.unwrap();
+            (key.value().to_vec(), value.value().to_vec())
+        })
+        .collect();
+    let meta = txn
+        .open_table(META)
+        .unwrap()
+        .get(&b"meta"[..])
+        .unwrap()
+        .map(|value| value.value().to_vec());
+    (pairs, meta)
+}
+
+/// After a migration: sled's store is kept as `sled.migrated/`, `sled` is a note (a file), and
+/// no temporary file is left.
+fn assert_retired(dir: &Path) {
+    assert!(dir.join("sled.migrated").join("conf").is_file());
+    assert!(dir.join("sled").is_file(), "the note that keeps old builds off");
+    assert!(!dir.join("checkpoint.redb.migrating").exists());
+}
+
+#[tokio::test]
+async fn a_sled_data_dir_migrates_to_redb_and_answers_as_before() {
+    let (sled_pairs, sled_meta) = sled_contents();
+    assert!(sled_pairs.len() > 20, "{} keys", sled_pairs.len());
+    assert!(sled_meta.is_some());
+    let (_temp, dir) = fixture_copy();
+    {
+        let engine = open(&dir);
+        let expected = std::fs::read_to_string(Path::new(FIXTURE).join("expected.txt")).unwrap();
+        assert_eq!(dump(&engine).await, expected);
+        assert_eq!(engine.recovery().records_replayed, 0, "all from the checkpoint");
+        engine.shutdown().unwrap();
     }
-    let leased = work.lease(&tokens[0], 2).await.unwrap();
-    work.lease(&tokens[1], 1).await.unwrap();
-    let first = &leased[0];
-    work.report(
-        &tokens[0],
-        first.id,
-        Report {
-            results: first
-                .items
-                .iter()
-                .map(|key| ItemResult {
-                    key: key.clone(),
-                    outcome: Outcome::Yes,
-                    detail: None,
-                })
-                .collect(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    // A clean shutdown checkpoints everything: the fixture's state is all in the sled store.
-    let expected = dump(&engine).await;
-    engine.shutdown().unwrap();
-    drop(engine);
-    std::fs::remove_file(dir.join("LOCK")).ok();
-    std::fs::write(target.join("expected.txt"), expected).unwrap();
+    assert_retired(&dir);
+    // Byte for byte: a clean shutdown after opening writes nothing new (no actor changed).
+    assert_eq!(redb_contents(&dir), (sled_pairs, sled_meta));
+    // A build that still uses sled refuses the dir instead of starting on an empty store.
+    assert!(sled::Config::new().path(dir.join("sled")).open().is_err());
+    // Opens again without migrating.
+    let engine = open(&dir);
+    assert_eq!(
+        engine.counters().get(3).await.unwrap().value,
+        40,
+        "still there"
+    );
+}
+
+/// A crash at each step of the migration: the next open finishes it.
+#[tokio::test]
+async fn an_interrupted_migration_finishes_at_the_next_open() {
+    let (sled_pairs, sled_meta) = sled_contents();
+    let store = |dir: &Path| switchyard_engine::store::Store::open(dir, 1 << 20).unwrap();
+
+    // Step 1 interrupted: a partial temporary file beside the untouched sled store.
+    let (_temp, dir) = fixture_copy();
+    std::fs::write(dir.join("checkpoint.redb.migrating"), b"torn").unwrap();
+    drop(store(&dir));
+    assert_retired(&dir);
+    assert_eq!(redb_contents(&dir), (sled_pairs.clone(), sled_meta.clone()));
+
+    // Step 2 done, step 3 not: `checkpoint.redb` beside `sled/`. Only sled is retired.
+    std::fs::remove_file(dir.join("sled")).unwrap();
+    std::fs::rename(dir.join("sled.migrated"), dir.join("sled")).unwrap();
+    let before = std::fs::read(dir.join("checkpoint.redb")).unwrap();
+    drop(store(&dir));
+    assert_eq!(
+        std::fs::read(dir.join("checkpoint.redb")).unwrap().len(),
+        before.len(),
+        "not copied again"
+    );
+    assert!(dir.join("sled.migrated").is_dir() && dir.join("sled").is_file());
+    assert_eq!(redb_contents(&dir), (sled_pairs.clone(), sled_meta.clone()));
+
+    // Step 3 interrupted between its rename and its note.
+    std::fs::remove_file(dir.join("sled")).unwrap();
+    drop(store(&dir));
+    assert!(dir.join("sled").is_file(), "the note is written");
+    assert_eq!(redb_contents(&dir), (sled_pairs, sled_meta));
+
+    // The engine on the result answers as the sled build did.
+    let engine = open(&dir);
+    let expected = std::fs::read_to_string(Path::new(FIXTURE).join("expected.txt")).unwrap();
+    assert_eq!(dump(&engine).await, expected);
 }

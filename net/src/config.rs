@@ -186,9 +186,11 @@ pub struct EngineSection {
     /// Preallocate WAL segments: appends then overwrite allocated blocks, which roughly halves
     /// the fdatasync cost on this disk, at the price of `wal_segment_bytes_max` of disk up front.
     pub wal_preallocate: bool,
-    /// sled's page cache.
-    pub sled_cache_bytes: u64,
-    /// Start even though the WAL ends below what sled snapshots reflect (acknowledged records
+    /// The checkpoint store's (redb's) cache. `sled_cache_bytes`, its name before redb, is
+    /// still read.
+    #[serde(alias = "sled_cache_bytes")]
+    pub store_cache_bytes: u64,
+    /// Start even though the WAL ends below what checkpointed snapshots reflect (acknowledged records
     /// lost); off, such a start-up is refused naming both LSNs. An operator's one-time choice.
     pub recovery_accept_wal_loss: bool,
 }
@@ -368,7 +370,7 @@ impl Default for EngineSection {
             wal_segment_bytes_max: engine.wal_segment_bytes_max,
             wal_queue_depth_max: engine.wal_queue_depth_max,
             wal_preallocate: engine.wal_preallocate,
-            sled_cache_bytes: engine.sled_cache_bytes,
+            store_cache_bytes: engine.store_cache_bytes,
             recovery_accept_wal_loss: engine.recovery_accept_wal_loss,
         }
     }
@@ -460,7 +462,7 @@ impl ServerConfig {
         config.engine.wal_segment_bytes_max = engine.wal_segment_bytes_max;
         config.engine.wal_preallocate = engine.wal_preallocate;
         config.engine.checkpoint_interval_ms = engine.checkpoint_interval_ms;
-        config.engine.sled_cache_bytes = engine.sled_cache_bytes;
+        config.engine.store_cache_bytes = engine.store_cache_bytes;
         config
     }
 
@@ -602,7 +604,7 @@ impl ServerConfig {
         engine.wal_segment_bytes_max = section.wal_segment_bytes_max;
         engine.wal_queue_depth_max = section.wal_queue_depth_max;
         engine.wal_preallocate = section.wal_preallocate;
-        engine.sled_cache_bytes = section.sled_cache_bytes;
+        engine.store_cache_bytes = section.store_cache_bytes;
         engine.recovery_accept_wal_loss = section.recovery_accept_wal_loss;
         engine.social = switchyard_engine::social::SocialConfig {
             max_posts_per_user: self.limits.max_posts_per_user,
