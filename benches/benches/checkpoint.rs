@@ -71,23 +71,27 @@ fn bench(c: &mut Criterion) {
     let mut round = 0u64;
     for dirty in [1_000u64, 10_000] {
         group.throughput(Throughput::Elements(dirty));
-        group.bench_with_input(BenchmarkId::new("dirty_counters", dirty), &dirty, |b, dirty| {
-            b.iter_custom(|n| {
-                let mut total = Duration::ZERO;
-                for _ in 0..n {
-                    // A different spread of counters each round.
-                    round += 1;
-                    let stride = COUNTERS / dirty;
-                    let ids = (0..*dirty).map(|i| i * stride + round % stride).collect();
-                    runtime.block_on(add_all(&engine, ids));
-                    let started = Instant::now();
-                    let report = engine.checkpoint().unwrap();
-                    total += started.elapsed();
-                    assert_eq!(report.snapshots as u64, *dirty, "{report:?}");
-                }
-                total
-            })
-        });
+        group.bench_with_input(
+            BenchmarkId::new("dirty_counters", dirty),
+            &dirty,
+            |b, dirty| {
+                b.iter_custom(|n| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..n {
+                        // A different spread of counters each round.
+                        round += 1;
+                        let stride = COUNTERS / dirty;
+                        let ids = (0..*dirty).map(|i| i * stride + round % stride).collect();
+                        runtime.block_on(add_all(&engine, ids));
+                        let started = Instant::now();
+                        let report = engine.checkpoint().unwrap();
+                        total += started.elapsed();
+                        assert_eq!(report.snapshots as u64, *dirty, "{report:?}");
+                    }
+                    total
+                })
+            },
+        );
     }
     group.finish();
     engine.shutdown().unwrap();

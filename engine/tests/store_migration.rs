@@ -25,7 +25,8 @@ fn config(dir: &Path) -> EngineConfig {
 }
 
 fn open(dir: &Path) -> Engine {
-    Engine::open_with_clock(config(dir), Arc::new(ManualClock::new(START_MS))).expect("engine opens")
+    Engine::open_with_clock(config(dir), Arc::new(ManualClock::new(START_MS)))
+        .expect("engine opens")
 }
 
 /// What the embedded API answers, as text (every view's `Debug`).
@@ -44,9 +45,15 @@ async fn dump(engine: &Engine) -> String {
         );
     }
     out += &format!("posts: {:?}\n", social.posts(None, false, None, 100).await);
-    out += &format!("zero-like posts: {:?}\n", social.posts(None, true, None, 100).await);
+    out += &format!(
+        "zero-like posts: {:?}\n",
+        social.posts(None, true, None, 100).await
+    );
     for post in 1..=12 {
-        out += &format!("likes of {post}: {:?}\n", social.likes(post, None, 100).await);
+        out += &format!(
+            "likes of {post}: {:?}\n",
+            social.likes(post, None, 100).await
+        );
     }
     out += &format!("social stats: {:?}\n", social.stats().await);
     out += &format!("social check: {:?}\n", social.check().await);
@@ -131,7 +138,10 @@ fn redb_contents(dir: &Path) -> (Pairs, Option<Vec<u8>>) {
 /// no temporary file is left.
 fn assert_retired(dir: &Path) {
     assert!(dir.join("sled.migrated").join("conf").is_file());
-    assert!(dir.join("sled").is_file(), "the note that keeps old builds off");
+    assert!(
+        dir.join("sled").is_file(),
+        "the note that keeps old builds off"
+    );
     assert!(!dir.join("checkpoint.redb.migrating").exists());
 }
 
@@ -145,7 +155,11 @@ async fn a_sled_data_dir_migrates_to_redb_and_answers_as_before() {
         let engine = open(&dir);
         let expected = std::fs::read_to_string(Path::new(FIXTURE).join("expected.txt")).unwrap();
         assert_eq!(dump(&engine).await, expected);
-        assert_eq!(engine.recovery().records_replayed, 0, "all from the checkpoint");
+        assert_eq!(
+            engine.recovery().records_replayed,
+            0,
+            "all from the checkpoint"
+        );
         engine.shutdown().unwrap();
     }
     assert_retired(&dir);

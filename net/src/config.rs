@@ -765,6 +765,14 @@ mod tests {
     }
 
     #[test]
+    fn the_store_cache_key_has_its_sled_era_name_too() {
+        for key in ["engine.store_cache_bytes", "engine.sled_cache_bytes"] {
+            let config = build(&[&format!("{key}=1048576")]).expect(key);
+            assert_eq!(config.engine_config().store_cache_bytes, 1 << 20, "{key}");
+        }
+    }
+
+    #[test]
     fn set_overrides_defaults_with_typed_values() {
         let config = build(&[
             "limits.max_body_bytes=1024",

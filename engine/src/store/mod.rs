@@ -474,8 +474,7 @@ impl Store {
     pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
         let table = self.snapshots()?;
         if key.kind.packed() {
-            let deadlines: packed::Group<u64> =
-                group(&table, &timer_key(packed::group_of(key)))?;
+            let deadlines: packed::Group<u64> = group(&table, &timer_key(packed::group_of(key)))?;
             return Ok(packed::find(&deadlines, key.id).copied());
         }
         Ok(table.get(&timer_key(key)[..])?.and_then(|value| {
@@ -537,8 +536,8 @@ fn injected(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::ReadableTableMetadata;
     use crate::runtime::Kind;
+    use redb::ReadableTableMetadata;
 
     #[test]
     fn snapshots_round_trip_and_survive_reopen() {
