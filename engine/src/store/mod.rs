@@ -37,6 +37,17 @@
 //! redb fdatasyncs its file, which makes its data and size durable; it never syncs the
 //! directory, so [`Store::open`] fsyncs the data dir (and its parent) once the file exists.
 //!
+//! Quick repair is off (redb's default): after an unclean stop, opening verifies every page's
+//! checksum and rebuilds the allocator (1.35 s for a 444 MB file of 1M actors on this machine,
+//! warm cache; sled opened the same data in 0.4-0.5 s). On, every durable commit would be
+//! two-phase (a second fdatasync) and write the allocator state, for an instant open.
+//!
+//! Cost: a commit rewrites each changed leaf page (4 KiB) and its branch path, so a pass of
+//! actors spread thinly over a large store writes about a page per actor (1,000 of 100,000
+//! counters: 4.2 MB per pass where sled wrote ~70 KB). Dense passes and passes of many keys per
+//! actor cost less than sled's per-key CPU (10,000 of 100,000: 80-90 ms where sled took
+//! 100-140 ms).
+//!
 //! # Migration from sled
 //!
 //! A data dir written before this store holds `sled/` (sled 0.34): `migrate` copies it into
