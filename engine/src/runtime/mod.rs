@@ -4,7 +4,7 @@
 //!
 //! # The write path (DESIGN.md)
 //! 1. A command is addressed to one actor (`ActorKey`); the [`Directory`] activates it if needed
-//!    (load its snapshot from sled, or create it empty) on its shard's arbiter.
+//!    (load its snapshot from the checkpoint store, or create it empty) on its shard's arbiter.
 //! 2. The actor's `decide` validates the command against its state and returns events (already
 //!    validated facts) and a reply. Commands are never logged; events are.
 //! 3. The events of one command, for this actor and possibly others, go to the WAL as ONE record
@@ -31,7 +31,7 @@
 //! Invariants:
 //! - Only actors mutate their state, on their own arbiter thread.
 //! - An actor passivates only when clean (no events since its last snapshot) and its last snapshot
-//!   has been written to sled, so a new incarnation loads exactly the state the old one had.
+//!   has been written to the checkpoint store, so a new incarnation loads exactly the state the old one had.
 
 mod actor;
 pub(crate) mod checkpoint;
@@ -80,9 +80,9 @@ pub struct ActorKey {
 }
 
 impl Kind {
-    /// Whether this kind's snapshots are packed: stored [`crate::store::GROUP`] ids to a sled
+    /// Whether this kind's snapshots are packed: stored [`crate::store::GROUP`] ids to a store
     /// key instead of one header, parts and timer key per actor. For small actors created in id
-    /// order by the thousand (work buckets: one per lease), where sled's cost per key would
+    /// order by the thousand (work buckets: one per lease), where a store's cost per key would
     /// dominate a checkpoint; siblings in a group are created, changed and snapshotted at about
     /// the same time, so a group is rewritten in few passes.
     pub const fn packed(self) -> bool {
@@ -115,7 +115,7 @@ impl ActorKey {
         Some(ActorKey::new(kind, u64::from_be_bytes(id)))
     }
 
-    /// The sled key of the actor's snapshot header: kind byte + big-endian id.
+    /// The store key of the actor's snapshot header: kind byte + big-endian id.
     pub fn prefix(&self) -> [u8; 9] {
         let mut out = [0u8; 9];
         out[0] = self.kind as u8;
@@ -123,7 +123,7 @@ impl ActorKey {
         out
     }
 
-    /// The sled key of one part of the actor's snapshot: prefix + `/` + `sub`.
+    /// The store key of one part of the actor's snapshot: prefix + `/` + `sub`.
     pub fn sub_key(&self, sub: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(10 + sub.len());
         out.extend_from_slice(&self.prefix());
