@@ -336,18 +336,28 @@ pub async fn run_work(plan: &WorkPlan) -> Result<Report, String> {
             max_expiries,
         } => {
             let mut config = EmbeddedTransport::config(data_dir, None, None);
-            config.work.lease_seconds = *lease_seconds;
+            config
+                .section_mut::<switchyard_engine::work::WorkConfig>()
+                .lease_seconds = *lease_seconds;
             if let Some(size) = bucket_size {
-                config.work.bucket_size = *size;
+                config
+                    .section_mut::<switchyard_engine::work::WorkConfig>()
+                    .bucket_size = *size;
             }
             if let Some(count) = max_expiries {
-                config.work.max_expiries = *count;
+                config
+                    .section_mut::<switchyard_engine::work::WorkConfig>()
+                    .max_expiries = *count;
             }
             if plan.mode == WorkMode::LeaseOnly {
                 // A lease-only client keeps every bucket it gets: let it hold them all (a bucket
                 // holds at least one item), so each client registers once.
-                config.work.leased_buckets_per_client_max =
-                    config.work.leased_buckets_per_client_max.max(options.items);
+                config
+                    .section_mut::<switchyard_engine::work::WorkConfig>()
+                    .leased_buckets_per_client_max = config
+                    .section_mut::<switchyard_engine::work::WorkConfig>()
+                    .leased_buckets_per_client_max
+                    .max(options.items);
             }
             let shown = data_dir.display().to_string();
             let transport = tokio::task::spawn_blocking(move || EmbeddedTransport::open(config))

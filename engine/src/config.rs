@@ -1,5 +1,8 @@
-//! The engine's configuration: one struct, every field a named limit with its unit last and a
-//! default. `net` fills it from TOML and `--set`; tests use `EngineConfig::for_tests`.
+//! The engine's configuration: the runtime's limits (every field a named limit with its unit last
+//! and a default) and one section per domain. A domain's section is its own type
+//! ([`DomainConfig`]), kept in [`EngineConfig`]'s sections by type and registered with the
+//! domain (`runtime::Registry::config`), so this module names no domain. `net` fills it from
+//! TOML and `--set`; tests use `EngineConfig::for_tests`.
 
 use std::path::PathBuf;
 
@@ -85,10 +88,99 @@ pub struct EngineConfig {
     /// what the snapshots hold. Off by default, so such a loss stops start-up with both LSNs
     /// named; an operator turns it on once, knowingly.
     pub recovery_accept_wal_loss: bool,
-    /// The social workload's ground rules and password hashing cost.
-    pub social: crate::social::SocialConfig,
-    /// The work workload's limits (`work.*`).
-    pub work: crate::work::WorkConfig,
+    /// One section per domain, by type (see [`DomainConfig`]); missing ones are filled with
+    /// their defaults when the engine opens.
+    pub sections: Sections,
+}
+
+/// A domain's configuration section.
+pub trait DomainConfig:
+    std::any::Any + Clone + std::fmt::Debug + Default + Send + Sync + 'static
+{
+    /// The section's name in the configuration (`work` for `work.*` keys).
+    const SECTION: &'static str;
+
+    /// Checks ranges and relations between this section's limits.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Domain config sections, one per type.
+#[derive(Default)]
+pub struct Sections(std::collections::BTreeMap<&'static str, Box<dyn AnySection>>);
+
+trait AnySection: std::any::Any + std::fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    fn clone_box(&self) -> Box<dyn AnySection>;
+}
+
+impl<T: DomainConfig> AnySection for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn clone_box(&self) -> Box<dyn AnySection> {
+        Box::new(self.clone())
+    }
+}
+
+impl Clone for Sections {
+    fn clone(&self) -> Self {
+        Sections(
+            self.0
+                .iter()
+                .map(|(name, section)| (*name, section.clone_box()))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl EngineConfig {
+    /// Section `T`. Panics if it is missing, which cannot happen inside an open engine (it fills
+    /// every registered section): before opening, use [`EngineConfig::section_mut`].
+    pub fn section<T: DomainConfig>(&self) -> &T {
+        // Invariant: see the doc comment.
+        self.sections
+            .0
+            .get(T::SECTION)
+            .and_then(|section| section.as_ref().as_any().downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("config section {} is not set", T::SECTION))
+    }
+
+    /// Section `T`, created with its defaults if missing.
+    pub fn section_mut<T: DomainConfig>(&mut self) -> &mut T {
+        let section = self
+            .sections
+            .0
+            .entry(T::SECTION)
+            .or_insert_with(|| Box::new(T::default()));
+        // Invariant: a section is stored under its type's SECTION, so the name finds the type.
+        section
+            .as_mut()
+            .as_any_mut()
+            .downcast_mut::<T>()
+            .expect("a section of its own type")
+    }
+
+    /// Whether a section of this type is set.
+    pub fn has_section(&self, type_id: std::any::TypeId) -> bool {
+        self.sections
+            .0
+            .values()
+            .any(|section| section.as_ref().as_any().type_id() == type_id)
+    }
 }
 
 impl EngineConfig {
@@ -108,19 +200,18 @@ impl EngineConfig {
             wal_preallocate: true,
             sled_cache_bytes: 256 * 1024 * 1024,
             recovery_accept_wal_loss: false,
-            social: crate::social::SocialConfig::default(),
-            work: crate::work::WorkConfig::default(),
+            sections: Sections::default(),
         }
     }
 
-    /// Small, fast settings for tests: tiny segments, no preallocation, frequent checkpoints.
-    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+    /// Small, fast runtime settings for tests: tiny segments, no preallocation, frequent
+    /// checkpoints (`EngineConfig::for_tests` adds each domain's).
+    pub fn for_tests_runtime(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             wal_segment_bytes_max: 256 * 1024,
             wal_preallocate: false,
             checkpoint_interval_ms: 50,
             sled_cache_bytes: 8 * 1024 * 1024,
-            social: crate::social::SocialConfig::for_tests(),
             ..EngineConfig::new(data_dir)
         }
     }
@@ -145,7 +236,6 @@ impl EngineConfig {
         if self.durability_batch_ms == 0 {
             return Err("durability_batch_ms must be at least 1".into());
         }
-        self.work.validate()?;
         Ok(())
     }
 

@@ -11,8 +11,26 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Domain, DomainEvent, Entity, Event, Kind, Registry};
 use crate::store::{SnapshotBatch, Store};
+
+/// The demo domain: registered in `lib.rs`'s `domains!`.
+pub const DOMAIN: Demo = Demo;
+
+/// The counter kind.
+pub const COUNTER: Kind = Kind::new(1);
+
+pub struct Demo;
+
+impl Domain for Demo {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.kind::<Counter>("counter");
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CounterEvent {
@@ -93,13 +111,18 @@ enum Part {
 }
 const MIRROR: &[u8] = b"mirror/";
 
+impl DomainEvent for CounterEvent {
+    const TAG: u32 = 0;
+}
+
 impl Entity for Counter {
-    const KIND: Kind = Kind::Counter;
+    const KIND: Kind = COUNTER;
+    type Event = CounterEvent;
     type Command = CounterCommand;
     type Reply = CounterView;
 
     fn load(id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::Counter, id);
+        let key = ActorKey::new(COUNTER, id);
         let mut counter = Counter {
             id,
             ..Counter::default()
@@ -128,7 +151,7 @@ impl Entity for Counter {
                 Ok(Decision {
                     events: vec![(
                         ctx.key,
-                        Event::Counter(CounterEvent::Scheduled { by, at_ms }),
+                        Event::new(CounterEvent::Scheduled { by, at_ms }),
                     )],
                     reply: view,
                 })
@@ -140,8 +163,8 @@ impl Entity for Counter {
                     view.scheduled = None;
                     Ok(Decision {
                         events: vec![
-                            (ctx.key, Event::Counter(CounterEvent::Added { by })),
-                            (ctx.key, Event::Counter(CounterEvent::ScheduleRan)),
+                            (ctx.key, Event::new(CounterEvent::Added { by })),
+                            (ctx.key, Event::new(CounterEvent::ScheduleRan)),
                         ],
                         reply: view,
                     })
@@ -154,7 +177,7 @@ impl Entity for Counter {
                     .checked_add(by)
                     // The input is fine; the counter's current value is what makes it fail.
                     .ok_or_else(|| Error::conflict("counter_overflow", "counter would overflow"))?;
-                let mut events = vec![(ctx.key, Event::Counter(CounterEvent::Added { by }))];
+                let mut events = vec![(ctx.key, Event::new(CounterEvent::Added { by }))];
                 if let Some(other) = mirror_to {
                     if other == self.id {
                         return Err(Error::invalid_field(
@@ -164,8 +187,8 @@ impl Entity for Counter {
                         ));
                     }
                     events.push((
-                        ActorKey::new(Kind::Counter, other),
-                        Event::Counter(CounterEvent::Mirrored {
+                        ActorKey::new(COUNTER, other),
+                        Event::new(CounterEvent::Mirrored {
                             from: self.id,
                             value,
                         }),
@@ -181,25 +204,24 @@ impl Entity for Counter {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &CounterEvent) {
         match event {
-            Event::Counter(CounterEvent::Added { by }) => {
+            CounterEvent::Added { by } => {
                 self.value += by;
                 self.value_dirty = true;
             }
-            Event::Counter(CounterEvent::Mirrored { from, value }) => {
+            CounterEvent::Mirrored { from, value } => {
                 self.mirrors.insert(*from, *value);
                 self.mirrors_dirty.push(*from);
             }
-            Event::Counter(CounterEvent::Scheduled { by, at_ms }) => {
+            CounterEvent::Scheduled { by, at_ms } => {
                 self.scheduled = Some((*by, *at_ms));
                 self.schedule_dirty = true;
             }
-            Event::Counter(CounterEvent::ScheduleRan) => {
+            CounterEvent::ScheduleRan => {
                 self.scheduled = None;
                 self.schedule_dirty = true;
             }
-            other => unreachable!("not a counter event: {other:?}"),
         }
     }
 
@@ -226,8 +248,57 @@ impl Entity for Counter {
             batch.put(key, &sub, &Part::Mirror(self.mirrors[&from]));
         }
     }
+}
 
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.counter
+impl crate::Engine {
+    /// The demonstration counters.
+    pub fn counters(&self) -> Counters<'_> {
+        Counters { engine: self }
+    }
+}
+
+/// The demonstration counters, through [`Engine::counters`].
+pub struct Counters<'a> {
+    engine: &'a crate::Engine,
+}
+
+impl Counters<'_> {
+    /// Adds `by` to counter `id`; with `mirror_to`, records the new value in that counter too,
+    /// atomically. Returns once durable.
+    pub async fn add(&self, id: u64, by: i64, mirror_to: Option<u64>) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Add { by, mirror_to })
+            .await
+    }
+
+    /// Adds `by` to counter `id` (and mirrors it like [`Counters::add`]) one-way: queued at
+    /// once, never awaited (benches, and tests that need to order mailboxes).
+    pub fn add_one_way(&self, id: u64, by: i64, mirror_to: Option<u64>) -> crate::Result<()> {
+        self.engine
+            .shared()
+            .tell::<Counter>(id, CounterCommand::Add { by, mirror_to })
+    }
+
+    /// Reads counter `id` one-way (a pure mailbox round without a reply; for benches).
+    pub fn get_one_way(&self, id: u64) -> crate::Result<()> {
+        self.engine
+            .shared()
+            .tell::<Counter>(id, CounterCommand::Get)
+    }
+
+    /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).
+    pub async fn schedule(&self, id: u64, by: i64, at_ms: u64) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Schedule { by, at_ms })
+            .await
+    }
+
+    pub async fn get(&self, id: u64) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Get)
+            .await
     }
 }

@@ -628,14 +628,14 @@ impl ServerConfig {
         engine.wal_preallocate = section.wal_preallocate;
         engine.sled_cache_bytes = section.sled_cache_bytes;
         engine.recovery_accept_wal_loss = section.recovery_accept_wal_loss;
-        engine.social = switchyard_engine::social::SocialConfig {
+        *engine.section_mut() = switchyard_engine::social::SocialConfig {
             max_posts_per_user: self.limits.max_posts_per_user,
             max_likes_per_user: self.limits.max_likes_per_user,
             password_hash_memory_kib: self.auth.password_hash_memory_kib,
             password_hash_iterations: self.auth.password_hash_iterations,
             ..switchyard_engine::social::SocialConfig::default()
         };
-        engine.work = switchyard_engine::work::WorkConfig {
+        *engine.section_mut() = switchyard_engine::work::WorkConfig {
             bucket_size: self.work.bucket_size as usize,
             max_buckets_per_request: self.work.max_buckets_per_request as usize,
             lease_seconds: self.work.lease_seconds,
@@ -811,8 +811,18 @@ mod tests {
         assert_eq!(engine.durability, Durability::Batch);
         assert_eq!(engine.durability_batch_ms, 5);
         assert_eq!(engine.shards, 2);
-        assert_eq!(engine.work.max_expiries, 2);
-        assert_eq!(engine.work.leased_buckets_per_client_max, 5000);
+        assert_eq!(
+            engine
+                .section::<switchyard_engine::work::WorkConfig>()
+                .max_expiries,
+            2
+        );
+        assert_eq!(
+            engine
+                .section::<switchyard_engine::work::WorkConfig>()
+                .leased_buckets_per_client_max,
+            5000
+        );
     }
 
     #[test]

@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 
 use super::{Ctx, Entity, Event, Record, Shared};
 use crate::clock::Millis;
-use crate::codec;
 use crate::error::Result;
 use crate::store::SnapshotBatch;
 
@@ -94,7 +93,7 @@ impl<E: Entity> EntityActor<E> {
             origin: self.key,
             entries: decision.events,
         };
-        let lsn = match shared.wal.append(codec::encode(&record)) {
+        let lsn = match shared.wal.append(record.encode()) {
             Ok(lsn) => lsn,
             Err(error) => {
                 // Nothing was logged: give back every hold taken for it.
@@ -110,9 +109,14 @@ impl<E: Entity> EntityActor<E> {
         let mut undelivered = None;
         for (key, event) in record.entries {
             if key == self.key {
-                self.state.apply(&event);
+                // Invariant: an actor's own events are of its own event type (its decide made
+                // them).
+                let own = event
+                    .downcast_ref::<E::Event>()
+                    .expect("an actor's own event is of its kind's event type");
+                self.state.apply(own);
             } else if let Err(error) = shared
-                .directories
+                .registry
                 .any(key.kind)
                 .deliver_foreign(shared, key.id, event, lsn, floor)
             {
@@ -171,7 +175,11 @@ impl<E: Entity> EntityActor<E> {
         let clean = self.dirty_floor.is_none() && self.snapshot_written >= self.last_applied;
         if idle_ms >= self.shared.config.passivate_after_ms
             && clean
-            && E::directory(&self.shared.directories).remove_if_idle(self.key.id, &self.pending)
+            && self
+                .shared
+                .registry
+                .directory::<E>()
+                .remove_if_idle(self.key.id, &self.pending)
         {
             ctx.stop();
         }
@@ -219,7 +227,12 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
 
     fn handle(&mut self, message: Foreign, _: &mut Self::Context) {
         self.touch();
-        self.state.apply_foreign(&message.event);
+        // Invariant: the directory checked the event's type before queueing it.
+        let event = message
+            .event
+            .downcast_ref::<E::Event>()
+            .expect("a foreign event of the receiver's event type");
+        self.state.apply_foreign(event);
         self.last_applied = self.last_applied.max(message.lsn);
         self.sync_deadline();
         match self.dirty_floor {

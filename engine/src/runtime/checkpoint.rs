@@ -169,7 +169,7 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     let mut unreachable: Vec<ActorKey> = Vec::new();
     for key in keys {
         if let Err(error) = shared
-            .directories
+            .registry
             .any(key.kind)
             .take_snapshot(shared, key.id, &collector)
         {
@@ -249,8 +249,8 @@ mod tests {
             let collector = collector.clone();
             std::thread::spawn(move || done.send(collector.wait()).unwrap())
         };
-        answered.send(ActorKey::new(Kind::Counter, 1), Some(taken(7)));
-        clean.send(ActorKey::new(Kind::Counter, 2), None);
+        answered.send(ActorKey::new(Kind::new(1), 1), Some(taken(7)));
+        clean.send(ActorKey::new(Kind::new(1), 2), None);
         assert!(
             finished
                 .recv_timeout(std::time::Duration::from_millis(100))
@@ -263,7 +263,7 @@ mod tests {
             .expect("the last reply, dropped unanswered, ends the wait");
         waiter.join().unwrap();
         assert_eq!(gathered.len(), 1);
-        assert_eq!(gathered[0].0, ActorKey::new(Kind::Counter, 1));
+        assert_eq!(gathered[0].0, ActorKey::new(Kind::new(1), 1));
         assert_eq!(gathered[0].1.lsn, 7);
     }
 }

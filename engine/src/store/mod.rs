@@ -17,7 +17,8 @@
 //! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one sled key each,
 //! so a checkpoint writes the chunks that changed (usually the tail) instead of a key per entry.
 //!
-//! A kind with [`crate::runtime::Kind::packed`] keeps the same things in the packed layout
+//! A kind the engine opens the store with as packed (`Entity::PACKED`) keeps the same things in
+//! the packed layout
 //! (`packed`: [`GROUP`] ids' snapshots to a key, and their deadlines to another); every method
 //! here answers the same for both layouts.
 
@@ -35,7 +36,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::runtime::ActorKey;
+use crate::key::{ActorKey, KindSet};
 
 const META_KEY: &[u8] = b"meta";
 /// The highest LSN any snapshot reflects, in the snapshot tree under a first byte no `Kind` has,
@@ -83,8 +84,7 @@ impl DirLock {
             .map_err(|e| Error::io(format!("create data dir {}", dir.display()), e))?;
         // The data dir's own name must be durable before anything in it is acknowledged.
         if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            sync_dir(parent)
-                .map_err(|e| Error::io(format!("fsync of {}", parent.display()), e))?;
+            sync_dir(parent).map_err(|e| Error::io(format!("fsync of {}", parent.display()), e))?;
         }
         let path = dir.join("LOCK");
         let file = OpenOptions::new()
@@ -183,6 +183,8 @@ pub struct Store {
     snapshot_lsn_max: std::sync::atomic::AtomicU64,
     /// sled's log file (`db`), fsync'ed after each flush (see [`Store::flush`]).
     log_file: File,
+    /// Kinds kept in the packed layout.
+    packed: KindSet,
 }
 
 impl Drop for Store {
@@ -205,6 +207,12 @@ impl Store {
     /// load). The data-dir lock (`DirLock`) already excludes any other owner, so a busy sled lock
     /// here can only be that lag: it is retried for up to `SLED_LOCK_WAIT`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        Store::open_packed(dir, cache_bytes, KindSet::default())
+    }
+
+    /// [`Store::open`], keeping the kinds of `packed` in the packed layout (the engine passes
+    /// its registry's: a store must always be opened with the same set).
+    pub fn open_packed(dir: &Path, cache_bytes: u64, packed: KindSet) -> Result<Store> {
         let started = std::time::Instant::now();
         let db = loop {
             let opened = sled::Config::new()
@@ -253,6 +261,7 @@ impl Store {
             path: dir.to_path_buf(),
             snapshot_lsn_max: std::sync::atomic::AtomicU64::new(snapshot_lsn_max),
             log_file,
+            packed,
         };
         let meta = store.meta()?;
         if meta.format_version != 0 && !codec::is_readable(meta.format_version) {
@@ -305,7 +314,7 @@ impl Store {
     /// The snapshot header of `key`, if it was ever checkpointed.
     pub fn snapshot_meta(&self, key: ActorKey) -> Result<Option<SnapshotMeta>> {
         injected(crate::failpoints::STORE_READ)?;
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group = self.packed_group(key)?;
             return Ok(packed::find(&group, key.id).map(|entry| SnapshotMeta { lsn: entry.lsn }));
         }
@@ -318,7 +327,7 @@ impl Store {
     /// Reads one sub-key of an actor's snapshot.
     pub fn get<T: DeserializeOwned>(&self, key: ActorKey, sub: &[u8]) -> Result<Option<T>> {
         injected(crate::failpoints::STORE_READ)?;
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group = self.packed_group(key)?;
             return match packed::find(&group, key.id).and_then(|entry| entry.part(sub)) {
                 Some(bytes) => Ok(Some(codec::decode(bytes)?)),
@@ -346,7 +355,7 @@ impl Store {
     ) -> Result<Vec<(Vec<u8>, T)>> {
         injected(crate::failpoints::STORE_READ)?;
         let mut out = Vec::new();
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group = self.packed_group(key)?;
             if let Some(entry) = packed::find(&group, key.id) {
                 for (name, value) in &entry.parts {
@@ -382,7 +391,7 @@ impl Store {
         }
         for snapshot in snapshots {
             let key = snapshot.key;
-            if key.kind.packed() {
+            if self.packed.contains(key.kind) {
                 packed_members
                     .entry(packed::group_of(key).prefix())
                     .or_default()
@@ -463,7 +472,7 @@ impl Store {
 
     /// The persisted deadline of one actor.
     pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group: packed::Group<u64> =
                 packed::decode_group(self.snapshots.get(timer_key(packed::group_of(key)))?)?;
             return Ok(packed::find(&group, key.id).copied());
@@ -481,7 +490,7 @@ impl Store {
             let (key, value) = item?;
             let key = ActorKey::from_prefix(&key[1..])
                 .ok_or_else(|| Error::Store("timers: bad actor key".into()))?;
-            if key.kind.packed() {
+            if self.packed.contains(key.kind) {
                 let group: packed::Group<u64> = codec::decode(&value)?;
                 out.extend(
                     group
@@ -519,7 +528,11 @@ impl Store {
         if let Ok(entries) = std::fs::read_dir(&blobs) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                synced(&path, File::open(&path).and_then(|file| file.sync_all()))?;
+                match File::open(&path).and_then(|file| file.sync_all()) {
+                    // sled removed it meanwhile (its blob GC runs on its own threads).
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    result => synced(&path, result)?,
+                }
             }
             synced(&blobs, sync_dir(&blobs))?;
         }
@@ -542,12 +555,21 @@ fn injected(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Kind;
+    use crate::key::Kind;
+
+    const COUNTER: Kind = Kind::new(1);
+    const BUCKET: Kind = Kind::new(6);
+
+    fn packed_buckets() -> KindSet {
+        let mut set = KindSet::default();
+        set.insert(BUCKET);
+        set
+    }
 
     #[test]
     fn snapshots_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let key = ActorKey::new(Kind::Counter, 42);
+        let key = ActorKey::new(COUNTER, 42);
         {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
             let mut batch = SnapshotBatch::default();
@@ -570,7 +592,7 @@ mod tests {
             Some(SnapshotMeta { lsn: 9 })
         );
         assert_eq!(store.get::<u64>(key, b"value").unwrap(), Some(7));
-        let other = ActorKey::new(Kind::Counter, 43);
+        let other = ActorKey::new(COUNTER, 43);
         assert_eq!(store.snapshot_meta(other).unwrap(), None);
         let mut batch = SnapshotBatch::default();
         batch.remove(key, b"other");
@@ -591,9 +613,9 @@ mod tests {
     #[test]
     fn packed_snapshots_share_group_keys_and_answer_like_unpacked_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ActorKey::new(Kind::WorkBucket, 3 * GROUP);
-        let sibling = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 5);
-        let stranger = ActorKey::new(Kind::WorkBucket, 4 * GROUP);
+        let first = ActorKey::new(BUCKET, 3 * GROUP);
+        let sibling = ActorKey::new(BUCKET, 3 * GROUP + 5);
+        let stranger = ActorKey::new(BUCKET, 4 * GROUP);
         let snapshot = |key: ActorKey, lsn: u64, value: u64, deadline: Option<Option<u64>>| {
             let mut parts = SnapshotBatch::default();
             parts.put(key, b"state", &value);
@@ -606,7 +628,7 @@ mod tests {
             }
         };
         {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let store = Store::open_packed(dir.path(), 1 << 20, packed_buckets()).unwrap();
             store
                 .apply(vec![
                     snapshot(first, 4, 40, Some(Some(400))),
@@ -629,7 +651,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open_packed(dir.path(), 1 << 20, packed_buckets()).unwrap();
         assert_eq!(
             store.snapshot_meta(first).unwrap(),
             Some(SnapshotMeta { lsn: 7 })
@@ -642,7 +664,7 @@ mod tests {
         );
         let extras: Vec<(Vec<u8>, u64)> = store.scan_sub(sibling, b"extra/").unwrap();
         assert_eq!(extras, vec![(b"1".to_vec(), 61)]);
-        let absent = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 1);
+        let absent = ActorKey::new(BUCKET, 3 * GROUP + 1);
         assert_eq!(store.snapshot_meta(absent).unwrap(), None);
         assert_eq!(store.get::<u64>(absent, b"state").unwrap(), None);
         assert_eq!(store.deadline(first).unwrap(), None);

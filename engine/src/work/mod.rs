@@ -54,10 +54,52 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::runtime::Shared;
+use crate::config::DomainConfig;
+use crate::runtime::{ActorKey, Domain, DomainEvent, Kind, Registry, Replay, Shared};
+use crate::store::Store;
 
 use bucket::{Bucket, BucketCommand, BucketReply};
 use pool::{Pool, PoolCommand, PoolReply, POOL_ID};
+
+/// The work domain: registered in `lib.rs`'s `domains!`.
+pub const DOMAIN: WorkDomain = WorkDomain;
+
+/// The pool (singleton): items, bucket formation, clients.
+pub const POOL: Kind = Kind::new(5);
+/// A bucket: its lease and its items' report flags (packed snapshots).
+pub const BUCKET: Kind = Kind::new(6);
+
+pub struct WorkDomain;
+
+impl Domain for WorkDomain {
+    fn name(&self) -> &'static str {
+        "work"
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.kind::<Pool>("work_pool");
+        registry.kind::<Bucket>("work_bucket");
+        registry.config::<WorkConfig>();
+    }
+
+    fn migrate(&self, from_version: u32, store: &Store, replay: &mut Replay) -> Result<()> {
+        if from_version < 5 && pool::has_legacy_clients(store)? {
+            // Format 4 kept work clients' external ids in plain text: load the pool (which
+            // hashes them) so the open-time checkpoint rewrites its client parts now.
+            replay.include(ActorKey::new(POOL, POOL_ID))?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::Engine {
+    /// The work workload (see [`crate::work`]).
+    pub fn work(&self) -> Work<'_> {
+        Work {
+            shared: self.shared(),
+        }
+    }
+}
 
 /// Longest item key, in characters (Unicode scalar values, what JSON Schema's `maxLength`
 /// counts, so the OpenAPI document can state the limit exactly).
@@ -151,9 +193,17 @@ impl Default for WorkConfig {
     }
 }
 
+impl DomainConfig for WorkConfig {
+    const SECTION: &'static str = "work";
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        WorkConfig::validate(self)
+    }
+}
+
 impl WorkConfig {
     /// Checks the limits and that the largest lease and report records fit the WAL.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), String> {
         if self.bucket_size == 0 || self.bucket_size > BUCKET_SIZE_MAX {
             return Err(format!(
                 "work.bucket_size must be 1..={BUCKET_SIZE_MAX}, got {}",
@@ -596,6 +646,10 @@ pub enum WorkEvent {
     },
 }
 
+impl DomainEvent for WorkEvent {
+    const TAG: u32 = 2;
+}
+
 /// One bucket granted by a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
@@ -832,7 +886,7 @@ pub struct Work<'a> {
 
 impl Work<'_> {
     fn config(&self) -> &WorkConfig {
-        &self.shared.config.work
+        self.shared.config.section::<WorkConfig>()
     }
 
     async fn pool(&self, command: PoolCommand) -> Result<PoolReply> {

@@ -45,7 +45,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{SnapshotBatch, Store};
 
 /// The id of the one `Pool` actor.
@@ -706,7 +706,7 @@ impl Pool {
         ctx: &Ctx<'_>,
     ) -> Result<Decision<PoolReply>> {
         let client_id = self.verify(token)?;
-        let config = &ctx.config.work;
+        let config = ctx.config.section::<super::WorkConfig>();
         let held = self.held_count(client_id);
         if held >= config.leased_buckets_per_client_max {
             return Err(Error::invalid_field(
@@ -784,8 +784,8 @@ impl Pool {
         let mut events = Vec::with_capacity(grants.len() + 1);
         for grant in &grants {
             events.push((
-                ActorKey::new(Kind::WorkBucket, grant.bucket_id),
-                Event::Work(WorkEvent::LeaseGranted {
+                ActorKey::new(super::BUCKET, grant.bucket_id),
+                Event::new(WorkEvent::LeaseGranted {
                     client_id,
                     epoch: grant.epoch,
                     expires_at_ms,
@@ -795,7 +795,7 @@ impl Pool {
         }
         events.push((
             ctx.key,
-            Event::Work(WorkEvent::Leased {
+            Event::new(WorkEvent::Leased {
                 client_id,
                 at_ms: ctx.now_ms,
                 grants,
@@ -816,7 +816,7 @@ impl Pool {
         source: Option<IpAddr>,
         ctx: &Ctx<'_>,
     ) -> Result<Decision<PoolReply>> {
-        let config = &ctx.config.work;
+        let config = ctx.config.section::<super::WorkConfig>();
         let limit = config.registrations_per_minute_per_source;
         if let (Some(source), true) = (source, limit > 0) {
             if let Some(window) = self.rate.get(&source) {
@@ -838,7 +838,7 @@ impl Pool {
         Ok(Decision {
             events: vec![(
                 ctx.key,
-                Event::Work(WorkEvent::ClientRegistered {
+                Event::new(WorkEvent::ClientRegistered {
                     client_id,
                     screen_name,
                     external_id_hash,
@@ -870,11 +870,11 @@ impl Pool {
         if fresh.is_empty() {
             return Ok(Decision::read(PoolReply::Added(added)));
         }
-        if self.items.len() + fresh.len() > ctx.config.work.pool_items_max {
+        if self.items.len() + fresh.len() > ctx.config.section::<super::WorkConfig>().pool_items_max {
             return Err(Error::Overloaded("work pool"));
         }
         Ok(Decision {
-            events: vec![(ctx.key, Event::Work(WorkEvent::ItemsAdded { items: fresh }))],
+            events: vec![(ctx.key, Event::new(WorkEvent::ItemsAdded { items: fresh }))],
             reply: PoolReply::Added(added),
         })
     }
@@ -1105,7 +1105,7 @@ fn id_from(bytes: &[u8]) -> Result<u64> {
 /// `external_id`). `Engine::open` then loads and saves the pool at once, so the plain text does
 /// not wait for the pool's next change to leave sled.
 pub(crate) fn has_legacy_clients(store: &Store) -> Result<bool> {
-    let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+    let key = ActorKey::new(super::POOL, POOL_ID);
     Ok(store
         .scan_sub::<Part>(key, CLIENT)?
         .iter()
@@ -1113,12 +1113,13 @@ pub(crate) fn has_legacy_clients(store: &Store) -> Result<bool> {
 }
 
 impl Entity for Pool {
-    const KIND: Kind = Kind::WorkPool;
+    type Event = WorkEvent;
+    const KIND: Kind = super::POOL;
     type Command = PoolCommand;
     type Reply = PoolReply;
 
     fn load(_id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+        let key = ActorKey::new(super::POOL, POOL_ID);
         let mut pool = Pool::default();
         let mut buckets = Vec::new();
         for (name, part) in store.scan::<Part>(key)? {
@@ -1242,7 +1243,7 @@ impl Entity for Pool {
                 let mut view = self.view(index);
                 view.state = ItemState::Pending;
                 Ok(Decision {
-                    events: vec![(ctx.key, Event::Work(WorkEvent::ItemRerun { key }))],
+                    events: vec![(ctx.key, Event::new(WorkEvent::ItemRerun { key }))],
                     reply: PoolReply::Item(view),
                 })
             }
@@ -1271,14 +1272,14 @@ impl Entity for Pool {
                     .iter()
                     .map(|(bucket_id, epoch)| {
                         (
-                            ActorKey::new(Kind::WorkBucket, *bucket_id),
-                            Event::Work(WorkEvent::LeaseRevoked { epoch: *epoch }),
+                            ActorKey::new(super::BUCKET, *bucket_id),
+                            Event::new(WorkEvent::LeaseRevoked { epoch: *epoch }),
                         )
                     })
                     .collect();
                 events.push((
                     ctx.key,
-                    Event::Work(WorkEvent::ClientUnregistered {
+                    Event::new(WorkEvent::ClientUnregistered {
                         client_id,
                         at_ms: ctx.now_ms,
                     }),
@@ -1300,7 +1301,7 @@ impl Entity for Pool {
                 Ok(Decision {
                     events: vec![(
                         ctx.key,
-                        Event::Work(WorkEvent::UpdateRejected {
+                        Event::new(WorkEvent::UpdateRejected {
                             client_id,
                             at_ms: ctx.now_ms,
                         }),
@@ -1319,17 +1320,14 @@ impl Entity for Pool {
                     .filter(|record| matches!(record.state, BucketState::Dead { .. }))
                     .ok_or(Error::NotFound("dead-lettered bucket"))?;
                 Ok(Decision {
-                    events: vec![(ctx.key, Event::Work(WorkEvent::DeadRequeued { bucket_id }))],
+                    events: vec![(ctx.key, Event::new(WorkEvent::DeadRequeued { bucket_id }))],
                     reply: PoolReply::Requeued(record.items.len() as u64),
                 })
             }
         }
     }
 
-    fn apply(&mut self, event: &Event) {
-        let Event::Work(event) = event else {
-            unreachable!("the work pool receives only work events");
-        };
+    fn apply(&mut self, event: &WorkEvent) {
         match event {
             WorkEvent::ItemsAdded { items } => {
                 for (key, priority) in items {
@@ -1525,10 +1523,6 @@ impl Entity for Pool {
                 },
             );
         }
-    }
-
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.work_pool
     }
 }
 
@@ -1814,7 +1808,7 @@ mod tests {
     fn replaying_foreign_events_again_changes_nothing_and_snapshots_round_trip() {
         let mut pool = Pool::default();
         for (event, _) in history() {
-            pool.apply(&Event::Work(event));
+            pool.apply(&event);
         }
         let once = fingerprint(&pool);
         assert_eq!(
@@ -1830,14 +1824,14 @@ mod tests {
         // Replay re-applies every foreign event, whatever the snapshot already reflects.
         for (event, foreign) in history() {
             if foreign {
-                pool.apply_foreign(&Event::Work(event));
+                pool.apply_foreign(&event);
             }
         }
         assert_eq!(fingerprint(&pool), once);
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+        let key = ActorKey::new(crate::work::POOL, POOL_ID);
         let mut batch = SnapshotBatch::default();
         pool.save(key, &mut batch);
         store
@@ -1881,7 +1875,7 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let config = EngineConfig::for_tests(dir.path());
-        let key = ActorKey::new(Kind::WorkPool, POOL_ID);
+        let key = ActorKey::new(crate::work::POOL, POOL_ID);
         let legacy = |index: usize| LegacyClient {
             screen_name: format!("legacy {}", index + 1),
             external_id: secrets[index].to_string(),
@@ -1929,7 +1923,7 @@ mod tests {
                 origin: key,
                 entries: vec![(
                     key,
-                    Event::Work(WorkEvent::LegacyClientRegistered {
+                    Event::new(WorkEvent::LegacyClientRegistered {
                         client_id: 2,
                         screen_name: second.screen_name,
                         external_id: second.external_id,
@@ -1940,7 +1934,7 @@ mod tests {
                 )],
             };
             let mut bytes = segment::encode_header_version(2, 4).to_vec();
-            segment::frame_legacy_record(&mut bytes, 2, &codec::encode(&record));
+            segment::frame_legacy_record(&mut bytes, 2, &record.encode());
             std::fs::write(wal_dir.join(format!("{:020}.log", 2)), &bytes).unwrap();
         }
 

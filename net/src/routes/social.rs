@@ -142,7 +142,10 @@ async fn sign_up(mut ctx: Ctx) -> HandlerResult {
             .as_ref()
             .and_then(|enrichment| enrichment.full_name.clone());
     }
-    let hashing = engine.config().social.clone();
+    let hashing = engine
+        .config()
+        .section::<switchyard_engine::social::SocialConfig>()
+        .clone();
     let password = request.password.clone();
     let hash = tokio::task::spawn_blocking(move || social::hash_password(&password, &hashing))
         .await
@@ -177,7 +180,10 @@ async fn login(mut ctx: Ctx) -> HandlerResult {
     let credentials = engine.social().credentials(&email).await?;
     // Verify even for an unknown e-mail (against a fixed hash), so timing does not tell which
     // addresses are registered.
-    let hashing = engine.config().social.clone();
+    let hashing = engine
+        .config()
+        .section::<switchyard_engine::social::SocialConfig>()
+        .clone();
     let verified = tokio::task::spawn_blocking(move || match credentials {
         Some((user_id, hash)) => social::verify_password(&password, &hash).then_some(user_id),
         None => {
