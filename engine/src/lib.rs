@@ -176,7 +176,7 @@ impl Engine {
         lock: DirLock,
         clock: SharedClock,
     ) -> Result<Engine> {
-        let registry = Registry::new(DOMAINS);
+        let registry = runtime::registry_of(DOMAINS);
         config
             .validate()
             .and_then(|()| registry.complete_config(&mut config))
@@ -568,7 +568,7 @@ mod tests {
     use serde::Serialize;
 
     use crate::key::ActorKey;
-    use crate::runtime::{Event, Record, Registry};
+    use crate::runtime::{Event, Record};
     use crate::{codec, demo, social, work};
 
     /// The closed enum every record was written with before domains were registered.
@@ -589,7 +589,7 @@ mod tests {
     /// registry: logs written before domains were registered read unchanged.
     #[test]
     fn records_keep_the_closed_enum_encoding() {
-        let registry = Registry::new(crate::DOMAINS);
+        let registry = crate::runtime::registry_of(crate::DOMAINS);
         let user = ActorKey::new(social::USER, 300);
         let index = ActorKey::new(social::POST_INDEX, 0);
         let pool = ActorKey::new(work::POOL, 0);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::oneshot;
 
+use super::checkpoint::{SnapshotReply, TakenSnapshot};
 use super::{Ctx, Entity, Event, Record, Shared};
 use crate::clock::Millis;
 use crate::error::Result;
@@ -254,18 +255,8 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
     }
 }
 
-/// A snapshot taken for the checkpointer: the changed parts, the LSN they reflect and the floor
-/// of the hold to release once they are flushed.
-pub(crate) struct TakenSnapshot {
-    pub batch: SnapshotBatch,
-    pub lsn: u64,
-    pub floor: u64,
-    /// `Some(deadline)` when the deadline changed since the last snapshot.
-    pub deadline: Option<Option<Millis>>,
-}
-
 pub(crate) struct TakeSnapshot {
-    pub reply: super::checkpoint::SnapshotReply,
+    pub reply: SnapshotReply,
 }
 
 impl Message for TakeSnapshot {

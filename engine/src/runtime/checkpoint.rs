@@ -26,9 +26,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::actor::TakenSnapshot;
 use super::{ActorKey, Shared};
+use crate::clock::Millis;
 use crate::error::Result;
+use crate::store::SnapshotBatch;
 
 /// Pass numbers: the one being taken, and the last one whose snapshots are flushed to sled with
 /// every pass before it.
@@ -49,6 +50,16 @@ impl Passes {
     pub fn is_written(&self, pass: u64) -> bool {
         self.written.load(Ordering::Acquire) >= pass
     }
+}
+
+/// A snapshot taken for the checkpointer: the changed parts, the LSN they reflect and the floor
+/// of the hold to release once they are flushed.
+pub(crate) struct TakenSnapshot {
+    pub batch: SnapshotBatch,
+    pub lsn: u64,
+    pub floor: u64,
+    /// `Some(deadline)` when the deadline changed since the last snapshot.
+    pub deadline: Option<Option<Millis>>,
 }
 
 /// Gathers the snapshots of one pass. Every reached actor answers exactly once through its

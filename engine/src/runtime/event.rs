@@ -18,7 +18,6 @@ use std::fmt::Debug;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::registry::Registry;
 use super::ActorKey;
 use crate::codec;
 use crate::error::{Error, Result};
@@ -70,8 +69,13 @@ impl Event {
     }
 }
 
-/// Decodes one event of a registered type from the front of `bytes` (see [`Registry`]).
+/// Decodes one event of a registered type from the front of `bytes`.
 pub(crate) type DecodeEvent = fn(&[u8]) -> Result<(Event, usize)>;
+
+/// Where [`Record::decode`] finds the decoder of a tag (the registry).
+pub(crate) trait EventDecoders {
+    fn event_decoder(&self, tag: u32) -> Option<DecodeEvent>;
+}
 
 pub(crate) fn decode_event<T: DomainEvent>(bytes: &[u8]) -> Result<(Event, usize)> {
     let (event, read) = codec::decode_prefix::<T>(bytes)?;
@@ -100,8 +104,8 @@ impl Record {
         out
     }
 
-    /// Reads a record, decoding each event with the type `registry` has for its tag.
-    pub(crate) fn decode(bytes: &[u8], registry: &Registry) -> Result<Record> {
+    /// Reads a record, decoding each event with the type `decoders` has for its tag.
+    pub(crate) fn decode(bytes: &[u8], decoders: &dyn EventDecoders) -> Result<Record> {
         let mut at = 0;
         let next = |at: &mut usize| -> Result<&[u8]> {
             bytes
@@ -118,7 +122,7 @@ impl Record {
             at += read;
             let (tag, read) = codec::decode_prefix::<u32>(next(&mut at)?)?;
             at += read;
-            let decode = registry.event_decoder(tag).ok_or_else(|| {
+            let decode = decoders.event_decoder(tag).ok_or_else(|| {
                 Error::Store(format!("record: event tag {tag} is no registered domain's"))
             })?;
             let (event, read) = decode(next(&mut at)?)?;

@@ -43,9 +43,11 @@
 mod actor;
 pub(crate) mod checkpoint;
 mod directory;
+mod domain;
 mod event;
 pub mod recovery;
 mod registry;
+mod replayed;
 pub(crate) mod timers;
 pub(crate) mod tracker;
 
@@ -53,9 +55,10 @@ use std::sync::Arc;
 
 pub use checkpoint::CheckpointReport;
 pub use directory::Directory;
+pub use domain::{registry_of, Domain};
 pub use event::{DomainEvent, Event, Record};
 pub use recovery::Replay;
-pub use registry::{Domain, Registry};
+pub use registry::Registry;
 
 pub use crate::key::{ActorKey, Kind};
 

@@ -14,44 +14,11 @@ use std::any::TypeId;
 use std::collections::BTreeMap;
 
 use super::directory::{AnyDirectory, Directory};
-use super::event::{decode_event, DecodeEvent, DomainEvent};
-use super::recovery::{load_replayed, LoadReplayed, Replay};
+use super::event::{decode_event, DecodeEvent, DomainEvent, EventDecoders};
+use super::replayed::{load_replayed, LoadReplayed};
 use super::Entity;
 use crate::config::{DomainConfig, EngineConfig};
-use crate::error::Result;
 use crate::key::{Kind, KindSet};
-use crate::store::Store;
-
-/// A domain: one registration call declares everything the runtime must know of it; the
-/// optional hooks let it take part in opening the engine.
-pub trait Domain: Send + Sync + 'static {
-    /// Short name, for logs and the registry's listing.
-    fn name(&self) -> &'static str;
-
-    /// Declares the domain's kinds and config section.
-    fn register(&self, registry: &mut Registry);
-
-    /// Test settings for the domain's section, where the defaults are costly (password
-    /// hashing, say). `EngineConfig::for_tests` calls it.
-    fn configure_for_tests(&self, _config: &mut EngineConfig) {}
-
-    /// Called at open on a data dir of an older readable format (`from_version`), after replay
-    /// and before the open-time checkpoint: bring in (`Replay::include`) every actor whose
-    /// snapshot must be rewritten in this build's format.
-    fn migrate(&self, _from_version: u32, _store: &Store, _replay: &mut Replay) -> Result<()> {
-        Ok(())
-    }
-
-    /// The domain's state shared by its API handles (id allocators, caches), built at open once
-    /// the store is recovered; the domain finds it again with `Engine::state`.
-    fn start(
-        &self,
-        _store: &Store,
-        _config: &EngineConfig,
-    ) -> Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
-        Ok(None)
-    }
-}
 
 struct KindEntry {
     name: &'static str,
@@ -84,27 +51,25 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The registry of `domains`, in order.
-    pub(crate) fn new(domains: &[&dyn Domain]) -> Registry {
-        let mut registry = Registry {
+    pub(crate) fn empty() -> Registry {
+        Registry {
             kinds: (0..=u8::MAX).map(|_| None).collect(),
             events: BTreeMap::new(),
             sections: BTreeMap::new(),
             packed: KindSet::default(),
             domains: Vec::new(),
             current: "",
-        };
-        for domain in domains {
-            let name = domain.name();
-            assert!(
-                !registry.domains.contains(&name),
-                "domain {name} registered twice"
-            );
-            registry.current = name;
-            registry.domains.push(name);
-            domain.register(&mut registry);
         }
-        registry
+    }
+
+    /// Starts the registrations of domain `name` (see `domain::registry_of`).
+    pub(crate) fn enter(&mut self, name: &'static str) {
+        assert!(
+            !self.domains.contains(&name),
+            "domain {name} registered twice"
+        );
+        self.current = name;
+        self.domains.push(name);
     }
 
     /// Registers actor kind `E` (its code, directory, replay loader) and, once per type, its
@@ -220,10 +185,6 @@ impl Registry {
             .map(|entry| entry.load)
     }
 
-    pub(crate) fn event_decoder(&self, tag: u32) -> Option<DecodeEvent> {
-        self.events.get(&tag).map(|entry| entry.decode)
-    }
-
     /// The kinds whose snapshots are packed.
     pub fn packed(&self) -> KindSet {
         self.packed
@@ -249,5 +210,11 @@ impl Registry {
     /// The registered config sections' names.
     pub fn sections(&self) -> Vec<&'static str> {
         self.sections.keys().copied().collect()
+    }
+}
+
+impl EventDecoders for Registry {
+    fn event_decoder(&self, tag: u32) -> Option<DecodeEvent> {
+        self.events.get(&tag).map(|entry| entry.decode)
     }
 }
