@@ -31,6 +31,7 @@ pub mod adapters;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod effects;
 pub mod error;
 pub mod http;
 pub mod metrics;
