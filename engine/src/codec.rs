@@ -1,4 +1,4 @@
-//! The one place that encodes and decodes bytes that reach the disk (WAL payloads and sled
+//! The one place that encodes and decodes bytes that reach the disk (WAL payloads and checkpoint
 //! snapshots). Everything goes through `encode`/`decode`, so the format can be replaced here
 //! alone; `FORMAT_VERSION` is written into every WAL segment header and snapshot meta record.
 //!

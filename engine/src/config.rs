@@ -60,7 +60,7 @@ impl WalConfig {
 /// program directly.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The data directory: `wal/` (segments), `sled/` (checkpoints), `LOCK`.
+    /// The data directory: `wal/` (segments), `checkpoint.redb` (checkpoints), `LOCK`.
     pub data_dir: PathBuf,
     pub durability: Durability,
     /// In `batch` durability, the interval between fdatasyncs (the data-loss window).
@@ -81,15 +81,17 @@ pub struct EngineConfig {
     pub wal_queue_depth_max: usize,
     /// Preallocate WAL segments (see `WalConfig::preallocate`).
     pub wal_preallocate: bool,
-    /// sled's page cache size.
-    pub sled_cache_bytes: u64,
+    /// The checkpoint store's (redb's) cache size: a tenth of it buffers writes, the rest caches
+    /// pages read. Key `engine.store_cache_bytes` (`engine.sled_cache_bytes`, its name before
+    /// redb, still works).
+    pub store_cache_bytes: u64,
     /// Effects logged and waiting to be handed to their worker pools; when full, a command that
     /// would enqueue more is refused with `Overloaded` (503) until the pools catch up.
     pub effects_queue_depth_max: usize,
     /// How often pending effects are swept (handed out again if due and not in flight): bounds
     /// how late a retry or a skipped handoff runs.
     pub effects_sweep_ms: u64,
-    /// Start even when the WAL ends below the highest LSN sled snapshots reflect (acknowledged
+    /// Start even when the WAL ends below the highest LSN checkpointed snapshots reflect (acknowledged
     /// records lost by the disk or a truncated log): the engine goes on above that LSN, keeping
     /// what the snapshots hold. Off by default, so such a loss stops start-up with both LSNs
     /// named; an operator turns it on once, knowingly.
@@ -204,7 +206,7 @@ impl EngineConfig {
             wal_segment_bytes_max: 64 * 1024 * 1024,
             wal_queue_depth_max: 65_536,
             wal_preallocate: true,
-            sled_cache_bytes: 256 * 1024 * 1024,
+            store_cache_bytes: 256 * 1024 * 1024,
             recovery_accept_wal_loss: false,
             effects_queue_depth_max: 65_536,
             effects_sweep_ms: 1_000,
@@ -219,7 +221,7 @@ impl EngineConfig {
             wal_segment_bytes_max: 256 * 1024,
             wal_preallocate: false,
             checkpoint_interval_ms: 50,
-            sled_cache_bytes: 8 * 1024 * 1024,
+            store_cache_bytes: 8 * 1024 * 1024,
             ..EngineConfig::new(data_dir)
         }
     }

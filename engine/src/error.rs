@@ -62,7 +62,7 @@ pub enum Error {
         offset: u64,
         detail: String,
     },
-    /// The checkpoint store (sled) failed.
+    /// The checkpoint store (redb) failed.
     #[error("checkpoint store error: {0}")]
     Store(String),
     /// Another process holds the data directory.

@@ -31,9 +31,9 @@ pub const WAL_RENAME: &str = "wal.rename";
 pub const WAL_DIR_FSYNC: &str = "wal.dir_fsync";
 /// Removing a segment the checkpoint covers.
 pub const WAL_SEGMENT_REMOVE: &str = "wal.segment_remove";
-/// Applying a checkpoint pass's batch to sled.
+/// Applying a checkpoint pass's batch to the checkpoint store (its write transaction).
 pub const STORE_APPLY: &str = "store.apply";
-/// Flushing sled after a pass (or after the meta record).
+/// Flushing the checkpoint store after a pass (or after the meta record).
 pub const STORE_FLUSH: &str = "store.flush";
 /// Writing the meta record (coverage LSN).
 pub const STORE_META_WRITE: &str = "store.meta_write";

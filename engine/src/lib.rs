@@ -1,10 +1,10 @@
-//! Switchyard's engine: actors, the write-ahead log, sled checkpoints and the domains. It knows
+//! Switchyard's engine: actors, the write-ahead log, redb checkpoints and the domains. It knows
 //! nothing of HTTP, JSON or JWT; `switchyard-net` and embedding programs call it through
 //! [`Engine`].
 //!
 //! # Layout
 //! - [`wal`]: segment files, record framing, group commit, recovery scan.
-//! - [`store`]: sled checkpoints (per-actor snapshots) and the meta record; the data-dir lock.
+//! - [`store`]: redb checkpoints (per-actor snapshots) and the meta record; the data-dir lock.
 //! - [`runtime`]: the actor API in front of actix: directory, activation, passivation, the
 //!   write path, coverage tracking, the checkpointer, start-up replay.
 //! - [`clock`]: the only source of time. [`codec`]: the only byte format. [`metrics`]: counters
@@ -97,7 +97,7 @@ use wal::Wal;
 /// What start-up recovery found and did.
 #[derive(Debug, Clone, Default)]
 pub struct RecoveryInfo {
-    /// Coverage LSN read from sled before replay.
+    /// Coverage LSN read from the checkpoint store before replay.
     pub coverage_lsn: u64,
     /// WAL records replayed (above the coverage LSN).
     pub records_replayed: u64,
@@ -143,7 +143,7 @@ struct Inner {
     recovery: RecoveryInfo,
     /// Each domain's shared state (caches, id allocators: `Domain::start`), by type.
     states: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
-    // Field order is drop order: the lock goes after `shared` (and so sled).
+    // Field order is drop order: the lock goes after `shared` (and so the checkpoint store).
     _lock: DirLock,
 }
 
@@ -154,7 +154,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the engine on `config.data_dir` with the system clock: lock the directory, open sled,
+    /// Opens the engine on `config.data_dir` with the system clock: lock the directory, open the checkpoint store,
     /// replay the WAL tail, checkpoint what was replayed, start the actors and the checkpointer.
     /// Blocking; returns when the engine is ready.
     pub fn open(config: EngineConfig) -> Result<Engine> {
@@ -191,8 +191,8 @@ impl Engine {
             .map_err(|message| Error::invalid("invalid_config", message))?;
         let started = std::time::Instant::now();
         let store = Store::open_packed(
-            &config.data_dir.join("sled"),
-            config.sled_cache_bytes,
+            &config.data_dir,
+            config.store_cache_bytes,
             registry.packed(),
         )?;
         let meta = store.meta()?;
@@ -255,7 +255,7 @@ impl Engine {
             registry,
             effects: runtime::effects::Effects::new(config_effects_depth),
         });
-        // Re-arm every durable timer (passivated actors included) from sled.
+        // Re-arm every durable timer (passivated actors included) from the checkpoint store.
         for (key, deadline) in shared.store.deadlines()? {
             shared.timers.set(key, Some(deadline));
         }
@@ -338,7 +338,9 @@ impl Engine {
                 now_ms: u64::MAX,
                 limit: usize::MAX,
             };
-            if let OutboxReply::Due(due) = self.shared().ask::<Outbox>(shard, command).await? {
+            if let OutboxReply::Due { due, .. } =
+                self.shared().ask::<Outbox>(shard, command).await?
+            {
                 pending.extend(due);
             }
         }

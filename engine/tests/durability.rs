@@ -1,7 +1,7 @@
 //! Recovery against a checkpoint store and a log that disagree (issue 11): a WAL that ends below
-//! what sled snapshots already reflect (a disk that lost written data, a truncated log) is
+//! what checkpointed snapshots already reflect (a disk that lost written data, a truncated log) is
 //! refused, naming both LSNs, and when an operator accepts the loss, no LSN a snapshot reflects
-//! is ever assigned again; a sled directory restored from an older copy under a newer WAL
+//! is ever assigned again; a checkpoint store restored from an older copy under a newer WAL
 //! recovers correctly when the log still covers it and is refused when it does not.
 //!
 //! The checkpoint store is driven through the engine, and tampered with only through its public
@@ -48,7 +48,7 @@ fn record_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Counter 1 gets lsns 1..=10, counter 2 lsn 11; a clean shutdown snapshots both (so sled
+/// Counter 1 gets lsns 1..=10, counter 2 lsn 11; a clean shutdown snapshots both (so the store
 /// reflects lsn 11). Coverage is then set back to 5, as a pass that raced a dirty actor leaves
 /// it, and the log is cut: the first `keep` records survive, and with `mid_record` half of the
 /// next one too.
@@ -61,7 +61,7 @@ async fn lose_the_log_tail(dir: &Path, keep: usize, mid_record: bool) {
     engine.shutdown().unwrap();
     drop(engine);
     {
-        let store = Store::open(&dir.join("sled"), 1 << 20).unwrap();
+        let store = Store::open(dir, 1 << 20).unwrap();
         assert_eq!(store.snapshot_lsn_max(), 11);
         store.write_meta(5).unwrap();
     }
@@ -151,22 +151,17 @@ async fn accepted_loss_starts_above_the_snapshots() {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+/// The checkpoint store's file in a data dir.
+fn checkpoint(dir: &Path) -> PathBuf {
+    dir.join(switchyard_engine::store::FILE_NAME)
 }
 
-fn restore(backup: &Path, sled: &Path) {
-    std::fs::remove_dir_all(sled).unwrap();
-    copy_dir(backup, sled);
+fn save_checkpoint(dir: &Path, backup: &Path) {
+    std::fs::copy(checkpoint(dir), backup.join("copy")).unwrap();
+}
+
+fn restore_checkpoint(backup: &Path, dir: &Path) {
+    std::fs::copy(backup.join("copy"), checkpoint(dir)).unwrap();
 }
 
 async fn add_many(engine: &Engine, count: u64) {
@@ -184,17 +179,17 @@ async fn add_many(engine: &Engine, count: u64) {
     }
 }
 
-/// An older sled copy under a WAL that still holds everything after that copy's coverage:
+/// An older checkpoint store copy under a WAL that still holds everything after that copy's coverage:
 /// replay brings every actor forward, exactly.
 #[tokio::test]
-async fn an_older_sled_copy_recovers_from_a_log_that_covers_it() {
+async fn an_older_checkpoint_copy_recovers_from_a_log_that_covers_it() {
     let dir = tempfile::tempdir().unwrap();
     let backup = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();
     add_many(&engine, 80).await;
     engine.shutdown().unwrap();
     drop(engine);
-    copy_dir(&dir.path().join("sled"), backup.path());
+    save_checkpoint(dir.path(), backup.path());
     let engine = Engine::open(config(dir.path())).unwrap();
     add_many(&engine, 160).await;
     assert!(
@@ -204,7 +199,7 @@ async fn an_older_sled_copy_recovers_from_a_log_that_covers_it() {
     engine.shutdown().unwrap();
     drop(engine);
 
-    restore(backup.path(), &dir.path().join("sled"));
+    restore_checkpoint(backup.path(), dir.path());
     let engine = Engine::open(config(dir.path())).unwrap();
     assert!(engine.recovery().records_replayed >= 160);
     for writer in 0..8 {
@@ -215,17 +210,17 @@ async fn an_older_sled_copy_recovers_from_a_log_that_covers_it() {
     assert!(mirrors.values().all(|value| *value == 30), "{mirrors:?}");
 }
 
-/// An older sled copy under a WAL whose segments after that copy's coverage were removed (later
+/// An older checkpoint store copy under a WAL whose segments after that copy's coverage were removed (later
 /// checkpoints covered them): the records it needs are gone, and start-up refuses.
 #[tokio::test]
-async fn an_older_sled_copy_whose_log_was_removed_is_refused() {
+async fn an_older_checkpoint_copy_whose_log_was_removed_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let backup = tempfile::tempdir().unwrap();
     let engine = Engine::open(config(dir.path())).unwrap();
     add_many(&engine, 80).await;
     engine.shutdown().unwrap();
     drop(engine);
-    copy_dir(&dir.path().join("sled"), backup.path());
+    save_checkpoint(dir.path(), backup.path());
     let engine = Engine::open(config(dir.path())).unwrap();
     add_many(&engine, 4_000).await;
     let report = engine.checkpoint().unwrap();
@@ -233,7 +228,7 @@ async fn an_older_sled_copy_whose_log_was_removed_is_refused() {
     engine.shutdown().unwrap();
     drop(engine);
 
-    restore(backup.path(), &dir.path().join("sled"));
+    restore_checkpoint(backup.path(), dir.path());
     let message = refusal(Engine::open(config(dir.path())));
     assert!(message.contains("are missing"), "{message}");
 }

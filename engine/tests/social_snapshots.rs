@@ -190,7 +190,7 @@ async fn the_checker_names_a_like_its_liker_does_not_hold() {
         (liker, post)
     };
     {
-        let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
         let key = ActorKey::new(switchyard_engine::social::USER, liker);
         let lsn = store.snapshot_meta(key).unwrap().unwrap().lsn;
         let mut parts = SnapshotBatch::default();

@@ -46,7 +46,7 @@ async fn clients_drain_a_large_pool_exactly_once() {
         config.checkpoint_interval_ms = ms;
     }
     if let Some(mib) = knob("WORK_SCALE_SLED_CACHE_MIB") {
-        config.sled_cache_bytes = mib * 1024 * 1024;
+        config.store_cache_bytes = mib * 1024 * 1024;
     }
     *config.section_mut::<WorkConfig>() = WorkConfig {
         registrations_per_minute_per_source: 0,

@@ -200,9 +200,11 @@ pub struct EngineSection {
     /// Preallocate WAL segments: appends then overwrite allocated blocks, which roughly halves
     /// the fdatasync cost on this disk, at the price of `wal_segment_bytes_max` of disk up front.
     pub wal_preallocate: bool,
-    /// sled's page cache.
-    pub sled_cache_bytes: u64,
-    /// Start even though the WAL ends below what sled snapshots reflect (acknowledged records
+    /// The checkpoint store's (redb's) cache. `sled_cache_bytes`, its name before redb, is
+    /// still read.
+    #[serde(alias = "sled_cache_bytes")]
+    pub store_cache_bytes: u64,
+    /// Start even though the WAL ends below what checkpointed snapshots reflect (acknowledged records
     /// lost); off, such a start-up is refused naming both LSNs. An operator's one-time choice.
     pub recovery_accept_wal_loss: bool,
 }
@@ -386,7 +388,7 @@ impl Default for EngineSection {
             wal_segment_bytes_max: engine.wal_segment_bytes_max,
             wal_queue_depth_max: engine.wal_queue_depth_max,
             wal_preallocate: engine.wal_preallocate,
-            sled_cache_bytes: engine.sled_cache_bytes,
+            store_cache_bytes: engine.store_cache_bytes,
             recovery_accept_wal_loss: engine.recovery_accept_wal_loss,
         }
     }
@@ -478,7 +480,7 @@ impl ServerConfig {
         config.engine.wal_segment_bytes_max = engine.wal_segment_bytes_max;
         config.engine.wal_preallocate = engine.wal_preallocate;
         config.engine.checkpoint_interval_ms = engine.checkpoint_interval_ms;
-        config.engine.sled_cache_bytes = engine.sled_cache_bytes;
+        config.engine.store_cache_bytes = engine.store_cache_bytes;
         config
     }
 
@@ -626,7 +628,7 @@ impl ServerConfig {
         engine.wal_segment_bytes_max = section.wal_segment_bytes_max;
         engine.wal_queue_depth_max = section.wal_queue_depth_max;
         engine.wal_preallocate = section.wal_preallocate;
-        engine.sled_cache_bytes = section.sled_cache_bytes;
+        engine.store_cache_bytes = section.store_cache_bytes;
         engine.recovery_accept_wal_loss = section.recovery_accept_wal_loss;
         *engine.section_mut() = switchyard_engine::social::SocialConfig {
             max_posts_per_user: self.limits.max_posts_per_user,
@@ -784,6 +786,14 @@ mod tests {
         assert_eq!(engine.mailbox_depth_max, defaults.mailbox_depth_max);
         assert_eq!(engine.wal_segment_bytes_max, defaults.wal_segment_bytes_max);
         assert_eq!(engine.data_dir, defaults.data_dir);
+    }
+
+    #[test]
+    fn the_store_cache_key_has_its_sled_era_name_too() {
+        for key in ["engine.store_cache_bytes", "engine.sled_cache_bytes"] {
+            let config = build(&[&format!("{key}=1048576")]).expect(key);
+            assert_eq!(config.engine_config().store_cache_bytes, 1 << 20, "{key}");
+        }
     }
 
     #[test]

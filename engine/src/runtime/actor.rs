@@ -28,7 +28,7 @@ pub(crate) struct EntityActor<E: Entity> {
     /// The floor of this actor's hold while it is dirty (events since its last snapshot): never
     /// above the LSN of any event applied since that snapshot.
     pub dirty_floor: Option<u64>,
-    /// Highest LSN of a snapshot of this actor written to sled.
+    /// Highest LSN of a snapshot of this actor written to the checkpoint store.
     pub snapshot_written: u64,
     /// The last snapshot taken and not yet known written: its pass and its LSN.
     pub snapshot_taken: Option<(u64, u64)>,

@@ -1,11 +1,11 @@
-//! The checkpointer: snapshots dirty actors into sled and removes WAL segments they cover.
+//! The checkpointer: snapshots dirty actors into the checkpoint store and removes WAL segments they cover.
 //!
 //! One pass, in this order (each step relies on the one before):
 //! 1. Take the dirty set; ask each dirty actor for a snapshot of its changed parts (the actor
 //!    gives up its hold's floor with it).
 //! 2. Wait until the WAL is durable up to the highest LSN those snapshots reflect (a snapshot
 //!    must never contain state a crash could lose from the WAL).
-//! 3. Apply all snapshots to sled in one batch and flush.
+//! 3. Apply all snapshots to the store in one transaction and flush.
 //! 4. Release the snapshots' holds; publish the pass as written ([`Passes`]): an actor whose
 //!    snapshot was taken in it may now passivate.
 //! 5. Compute coverage, write and flush `meta.coverage_lsn`, then remove covered WAL segments.
@@ -19,7 +19,7 @@
 //! latches the engine's fault (every command refused, readiness false) and every later pass,
 //! including `Engine::checkpoint` and the final pass of `shutdown`, refuses to run. Holds stay
 //! taken, so no WAL segment is removed; the WAL keeps everything and a restart recovers. No pass
-//! is published as written after a failed one, so no actor passivates with a snapshot sled may
+//! is published as written after a failed one, so no actor passivates with a snapshot the store may
 //! lack. A WAL segment that cannot be removed is only logged: it is covered, the next pass tries
 //! again, and recovery skips its records.
 
@@ -31,7 +31,7 @@ use crate::clock::Millis;
 use crate::error::Result;
 use crate::store::SnapshotBatch;
 
-/// Pass numbers: the one being taken, and the last one whose snapshots are flushed to sled with
+/// Pass numbers: the one being taken, and the last one whose snapshots are flushed to the checkpoint store with
 /// every pass before it.
 #[derive(Debug, Default)]
 pub(crate) struct Passes {
@@ -46,7 +46,7 @@ impl Passes {
         self.taken.load(Ordering::Acquire)
     }
 
-    /// Whether every snapshot taken in `pass` is flushed to sled.
+    /// Whether every snapshot taken in `pass` is flushed to the checkpoint store.
     pub fn is_written(&self, pass: u64) -> bool {
         self.written.load(Ordering::Acquire) >= pass
     }
@@ -148,7 +148,7 @@ impl Drop for SnapshotReply {
 pub struct CheckpointReport {
     /// Actors whose snapshot was written.
     pub snapshots: usize,
-    /// Snapshot parts written (sled keys).
+    /// Snapshot parts written (store keys).
     pub parts: usize,
     /// Coverage LSN after the pass.
     pub coverage_lsn: u64,

@@ -75,6 +75,11 @@ pub(crate) struct Effects {
     /// Keys with a live offer in `offers` → whether an attempt already ran since (the offer is
     /// then stale and dropped).
     queued: Mutex<HashMap<String, bool>>,
+    /// Outbox shards that may hold pending effects (bit `shard`): the sweep asks only these, so
+    /// idle outbox actors are not activated. At start-up, the shards whose snapshot holds a
+    /// pending effect (the open-time checkpoint made every shard's snapshot complete); then an
+    /// offer sets its shard's bit, and a sweep that finds a shard empty clears it.
+    shards_with_pending: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pools: Mutex<HashMap<String, Sender<Job>>>,
@@ -88,6 +93,7 @@ impl Effects {
             offers_rx,
             in_flight: Mutex::new(HashSet::new()),
             queued: Mutex::new(HashMap::new()),
+            shards_with_pending: std::sync::atomic::AtomicU64::new(0),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
@@ -102,6 +108,7 @@ impl Effects {
     /// Offers a logged effect for handoff once `lsn` is durable. A full queue leaves it to the
     /// next sweep (it is pending in the outbox either way).
     pub(crate) fn offer(&self, lsn: u64, effect: Effect) {
+        self.mark_pending(&effect.key);
         let key = effect.key.clone();
         let mut queued = lock(&self.queued);
         match self.offers.try_send((lsn, effect)) {
@@ -110,6 +117,11 @@ impl Effects {
             }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    fn mark_pending(&self, key: &str) {
+        self.shards_with_pending
+            .fetch_or(1 << shard_of(key), Ordering::AcqRel);
     }
 
     /// An attempt of `key` ended (and is recorded): it leaves the in-flight set, and a live
@@ -133,6 +145,14 @@ impl Effects {
     /// Starts the dispatcher and the pools' workers.
     pub(crate) fn start(shared: &Arc<Shared>, pools: Vec<EffectPool>) -> Result<()> {
         let effects = &shared.effects;
+        for shard in 0..SHARDS {
+            let key = super::ActorKey::new(super::outbox::OUTBOX, shard);
+            if super::outbox::has_pending(&shared.store, key)? {
+                effects
+                    .shards_with_pending
+                    .fetch_or(1 << shard, Ordering::AcqRel);
+            }
+        }
         let mut threads = Vec::new();
         for pool in pools {
             let (tx, rx) = crossbeam_channel::bounded::<Job>(pool.queue_depth_max.max(1));
@@ -205,6 +225,14 @@ fn dispatch(shared: Weak<Shared>) {
         if sweep_due {
             last_sweep = Some(now);
             for shard in 0..SHARDS {
+                let bit = 1u64 << shard;
+                if effects.shards_with_pending.load(Ordering::Acquire) & bit == 0 {
+                    continue;
+                }
+                // Cleared before asking: an offer after this point sets it again.
+                effects
+                    .shards_with_pending
+                    .fetch_and(!bit, Ordering::AcqRel);
                 let due = runtime.block_on(strong.ask::<Outbox>(
                     shard,
                     OutboxCommand::Due {
@@ -212,9 +240,17 @@ fn dispatch(shared: Weak<Shared>) {
                         limit: DUE_PER_SWEEP_MAX,
                     },
                 ));
-                if let Ok(OutboxReply::Due(due)) = due {
-                    for pending in due {
-                        hand_out(&strong, pending.effect, pending.attempts);
+                match due {
+                    Ok(OutboxReply::Due { due, pending }) => {
+                        if pending > 0 {
+                            effects.shards_with_pending.fetch_or(bit, Ordering::AcqRel);
+                        }
+                        for pending in due {
+                            hand_out(&strong, pending.effect, pending.attempts);
+                        }
+                    }
+                    _ => {
+                        effects.shards_with_pending.fetch_or(bit, Ordering::AcqRel);
                     }
                 }
             }

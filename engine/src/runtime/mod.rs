@@ -4,7 +4,7 @@
 //!
 //! # The write path (DESIGN.md)
 //! 1. A command is addressed to one actor (`ActorKey`); the [`Directory`] activates it if needed
-//!    (load its snapshot from sled, or create it empty) on its shard's arbiter.
+//!    (load its snapshot from the checkpoint store, or create it empty) on its shard's arbiter.
 //! 2. The actor's `decide` validates the command against its state and returns events (already
 //!    validated facts) and a reply. Commands are never logged; events are.
 //! 3. The events of one command, for this actor and possibly others, go to the WAL as ONE record
@@ -38,7 +38,7 @@
 //! Invariants:
 //! - Only actors mutate their state, on their own arbiter thread.
 //! - An actor passivates only when clean (no events since its last snapshot) and its last snapshot
-//!   has been written to sled, so a new incarnation loads exactly the state the old one had.
+//!   has been written to the checkpoint store, so a new incarnation loads exactly the state the old one had.
 
 mod actor;
 pub(crate) mod checkpoint;

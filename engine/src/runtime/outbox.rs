@@ -47,6 +47,11 @@ pub struct Effect {
     pub payload: Vec<u8>,
 }
 
+/// Whether outbox actor `key`'s snapshot holds a pending effect.
+pub(crate) fn has_pending(store: &Store, key: ActorKey) -> Result<bool> {
+    Ok(!store.scan_sub::<Pending>(key, PENDING)?.is_empty())
+}
+
 /// The entry a decision adds to its events to ask for `effect` (see the module docs).
 pub fn effect(effect: Effect) -> (ActorKey, Event) {
     (
@@ -118,7 +123,11 @@ pub enum OutboxCommand {
 #[derive(Debug)]
 pub enum OutboxReply {
     Done,
-    Due(Vec<Pending>),
+    /// The effects due, and how many are pending in all (due or not).
+    Due {
+        due: Vec<Pending>,
+        pending: usize,
+    },
 }
 
 /// One outbox actor.
@@ -166,7 +175,10 @@ impl Entity for Outbox {
                     .take(limit)
                     .cloned()
                     .collect();
-                return Ok(Decision::read(OutboxReply::Due(due)));
+                return Ok(Decision::read(OutboxReply::Due {
+                    due,
+                    pending: self.pending.len(),
+                }));
             }
             // A completion or failure of an effect no longer pending (reported twice, or after
             // a restart re-ran it) changes nothing.

@@ -1,6 +1,6 @@
 //! Start-up replay: the WAL tail above `meta.coverage_lsn` is applied to actor states loaded from
-//! sled, then every touched actor is snapshotted, sled is flushed, coverage moves to the end of
-//! the log, and covered segments are removed. The runtime then starts with no actor active.
+//! the checkpoint store, then every touched actor is snapshotted, the store is flushed, coverage
+//! moves to the end of the log, and covered segments are removed. The runtime then starts with no actor active.
 //!
 //! Invariant (idempotent replay): an actor's own event is applied only if its LSN is above the
 //! actor's snapshot LSN; an event for another actor is an idempotent assignment and is always

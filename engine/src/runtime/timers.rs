@@ -1,6 +1,6 @@
 //! Durable timers. An entity derives its next deadline from its state (`Entity::next_deadline`);
 //! the runtime keeps every actor's deadline in this index, persists it with the actor's snapshot
-//! (sled tree `timers`), rebuilds the index at start-up from that tree plus replay, and fires due
+//! (the checkpoint store, beside each actor's snapshot), rebuilds the index at start-up from that tree plus replay, and fires due
 //! timers by sending the actor a `Timer` message, which runs `Entity::timer_command`.
 //!
 //! Invariants: a deadline lives in state, never only in memory; a passivated actor keeps its

@@ -11,7 +11,7 @@
 //!
 //! Invariant: every event with LSN >= min(held floors), or assigned after `next_lsn` was read, may
 //! be unreflected; every event below `coverage()` is reflected in flushed snapshots. Only the
-//! checkpointer releases holds of actors (after sled flush); only receivers transfer message holds.
+//! checkpointer releases holds of actors (after the store flush); only receivers transfer message holds.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;

@@ -1,7 +1,7 @@
 //! The `User` actor: a profile, its posts, the like records on its posts, and the set of posts
 //! it likes.
 //!
-//! Snapshot parts (separate sled keys, so a checkpoint rewrites only what changed):
+//! Snapshot parts (separate store keys, so a checkpoint rewrites only what changed):
 //! - `profile`: the [`Profile`];
 //! - `posts/<chunk>`: its posts, a [`Chunked`] map post → text and creation time (what never
 //!   changes of a post), so a user's new posts rewrite only its tail chunk;

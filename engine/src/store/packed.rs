@@ -1,23 +1,22 @@
 //! The packed layout, for kinds opened as packed (`Entity::PACKED`): the snapshots of [`GROUP`] consecutive
-//! ids share one sled key, and so do their deadlines.
+//! ids share one store key, and so do their deadlines.
 //!
 //! - `kind ‖ group (u64 BE)` → the group's entries, sorted by id: each the LSN its snapshot
 //!   reflects and its parts (sub-key → encoded value, sorted by sub-key).
 //! - `TIMER_TAG ‖ kind ‖ group (u64 BE)` → `(id, deadline)` pairs, sorted by id; the key is
 //!   removed when the group has no deadline left, so start-up scans only live timers.
 //!
-//! Why: sled 0.34's CPU and memory grow with the number of keys written. A lease of a new
-//! one-item bucket wrote three keys (header, state, timer) and made a pass spend as much CPU as
-//! the request thread; packed, a pass writes one key per group that changed.
+//! Why: a store's cost is per key (sled 0.34's CPU and memory grew with the number of keys
+//! written; redb rewrites a leaf and its path per changed key). A lease of a new one-item bucket
+//! wrote three keys (header, state, timer) and made a pass spend as much CPU as the request
+//! thread; packed, a pass writes one key per group that changed.
 //!
-//! Invariant: a group is read, changed and written back only under the store's write lock, in
-//! one sled batch with the rest of the pass, so a crash keeps the whole pass or none of it.
+//! Invariant: a group is read, changed and written back only inside the pass's write
+//! transaction (redb runs one at a time), with the rest of the pass, so a crash keeps the whole pass or none of it.
 //! Readers see a group before or after a pass, never half of one.
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
-use crate::error::Result;
 use crate::key::ActorKey;
 
 /// Ids per group. A group holds whole snapshots, so its value is about `GROUP` times one
@@ -59,18 +58,9 @@ impl Entry {
 pub(super) type Group<T> = Vec<(u64, T)>;
 
 /// The group `key` belongs to, named like an actor of its kind (id = group number), so its
-/// sled keys are that name's snapshot header key and timer key.
+/// store keys are that name's snapshot header key and timer key.
 pub(super) fn group_of(key: ActorKey) -> ActorKey {
     ActorKey::new(key.kind, key.id / GROUP)
-}
-
-pub(super) fn decode_group<T: serde::de::DeserializeOwned>(
-    bytes: Option<sled::IVec>,
-) -> Result<Group<T>> {
-    match bytes {
-        Some(bytes) => codec::decode(&bytes),
-        None => Ok(Vec::new()),
-    }
 }
 
 pub(super) fn find<T>(group: &Group<T>, id: u64) -> Option<&T> {

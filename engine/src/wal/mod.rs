@@ -42,7 +42,7 @@
 //! `recovery.rs`):
 //!
 //! - damage in a segment that a later segment follows (it was synced whole before the next was
-//!   created), damage at or below the *durable floor* (the highest LSN sled snapshots reflect),
+//!   created), damage at or below the *durable floor* (the highest LSN checkpointed snapshots reflect),
 //!   or damage followed by a valid record whose *synced lsn* (each record carries the writer's
 //!   durable LSN at the time it was written) says the damaged one was already durable: the log
 //!   is **corrupt**: `open` fails with `Error::Corruption` naming the segment file and the
@@ -119,7 +119,7 @@ pub struct RecoveryReport {
 pub struct RecoveryFrom {
     /// Records at or below this lsn are covered by the checkpoint: checked, not replayed.
     pub after_lsn: u64,
-    /// Every lsn at or below this one was durable once (sled snapshots reflect it): damage
+    /// Every lsn at or below this one was durable once (checkpointed snapshots reflect it): damage
     /// there, or a log that ends below it, is lost acknowledged data and refused.
     pub durable_floor: u64,
     /// Accept such a loss (an operator's explicit choice): judge damage as if there were no

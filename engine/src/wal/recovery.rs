@@ -5,7 +5,7 @@
 //! The decision, at the first bad record (expected lsn E, at offset O of segment S):
 //! 1. S is not the last segment file: corruption. A segment is fdatasync'ed whole before the
 //!    next one is created, so every record in it was acknowledged.
-//! 2. E is at or below the durable floor (the highest lsn sled snapshots reflect, which were
+//! 2. E is at or below the durable floor (the highest lsn checkpointed snapshots reflect, which were
 //!    written only once the WAL was durable there): corruption of an acknowledged record.
 //! 3. A valid record follows O whose synced lsn is >= E (it was written after E was durable;
 //!    in legacy framing, any valid record): corruption.
@@ -173,7 +173,7 @@ pub(crate) fn recover(
                 path,
                 offset as u64,
                 format!(
-                    "{reason}, but lsn {expected_lsn} was durable (sled snapshots reflect lsns \
+                    "{reason}, but lsn {expected_lsn} was durable (checkpointed snapshots reflect lsns \
                      up to {durable_floor}): an acknowledged record is damaged"
                 ),
             ));
@@ -233,7 +233,7 @@ pub(crate) fn recover(
     let log_end = segments.last().map_or(0, |info| info.last_lsn);
     if log_end.max(after_lsn) < from.durable_floor {
         let detail = format!(
-            "the log ends at lsn {log_end} (checkpoint lsn {after_lsn}), but sled snapshots \
+            "the log ends at lsn {log_end} (checkpoint lsn {after_lsn}), but checkpointed snapshots \
              reflect lsns up to {}: acknowledged records {}..={} are missing (a disk that lost \
              written data, or a truncated log)",
             from.durable_floor,

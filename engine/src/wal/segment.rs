@@ -398,7 +398,7 @@ const PREPARE_SYNC_BYTES: u64 = 8 << 20;
 /// `next.prep` is always whole). Overwriting written blocks needs no metadata change, so the
 /// writer's fdatasyncs on such a segment need no file-system journal commit; with fallocate's
 /// unwritten extents each one does (measured: 8.5-9.9k against 4.6-6.7k fdatasyncs/s here), and
-/// that commit also waits for other files' dirty data (sled's checkpoint writes).
+/// that commit also waits for other files' dirty data (the checkpoint store's writes).
 pub(crate) fn prepare_segment(dir: &Path, bytes: u64) -> io::Result<()> {
     crate::failpoints::check(crate::failpoints::WAL_PREPARE)?;
     let tmp = dir.join(PREPARING_NAME);

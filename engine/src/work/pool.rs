@@ -8,7 +8,7 @@
 //! pending set. Result histories are boxed slices. Buckets cost their remaining items' indexes
 //! while open, leased or dead; a completed bucket leaves the table.
 //!
-//! # Snapshot parts (separate sled keys, so a checkpoint writes only what changed)
+//! # Snapshot parts (separate store keys, so a checkpoint writes only what changed)
 //! `items/<chunk u32>` (256 consecutive items: key, priority, done, history; see
 //! `ITEMS_PER_CHUNK`), `buckets/<chunk u64>` (the live buckets among `BUCKETS_PER_CHUNK`
 //! consecutive ids: remaining items, state, epoch, expiries), `client/<id>` (screen name,
@@ -261,7 +261,7 @@ const ITEMS: &[u8] = b"items/";
 const ITEMS_PER_CHUNK: u32 = 256;
 const BUCKETS: &[u8] = b"buckets/";
 /// Bucket ids per snapshot part, for the same reason: a lease of a new bucket would otherwise
-/// add a sled key, and buckets are formed in id order, so a chunk's buckets change together.
+/// add a store key, and buckets are formed in id order, so a chunk's buckets change together.
 /// Changing it changes the snapshot format.
 const BUCKETS_PER_CHUNK: u64 = 32;
 const CLIENT: &[u8] = b"client/";
@@ -1889,7 +1889,7 @@ mod tests {
             rejected: 0,
         };
         {
-            let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
             let mut parts = SnapshotBatch::default();
             parts.put(
                 key,
@@ -1958,7 +1958,7 @@ mod tests {
         engine.shutdown().unwrap();
         drop(engine);
 
-        let store = Store::open(&dir.path().join("sled"), 1 << 20).unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.meta().unwrap().format_version, codec::FORMAT_VERSION);
         let parts = store.scan_sub::<Part>(key, CLIENT).unwrap();
         assert_eq!(parts.len(), secrets.len());
