@@ -347,6 +347,17 @@ fn secret(slot: usize) -> String {
 }
 
 impl Model {
+    fn add_item(&mut self, key: String, priority: i32) {
+        self.positions.insert(key.clone(), self.items.len());
+        self.items.push(ModelItem {
+            key,
+            priority,
+            done: false,
+            results: Vec::new(),
+            bucket: None,
+        });
+    }
+
     fn next_bucket_id(&self) -> u64 {
         self.buckets.keys().next_back().map_or(1, |last| last + 1)
     }
@@ -952,6 +963,16 @@ impl Run {
             client.assigned += expected_count as u64;
             model.touch(client_id);
         }
+        // A lease returns once durable, but each bucket applies its grant (and registers its
+        // expiry timer) on its own; a read of the bucket queues behind the grant, so a later
+        // `fire_due_timers` sees the timer (as `work_support::Harness::lease` does).
+        for view in &views {
+            expect(
+                "leased bucket",
+                self.engine().work().bucket(view.id).await,
+                Ok(self.model.bucket_info(view.id).expect("a leased bucket")),
+            )?;
+        }
         Ok(())
     }
 
@@ -1331,19 +1352,6 @@ impl Run {
             }
         }
         Ok(())
-    }
-}
-
-impl Model {
-    fn add_item(&mut self, key: String, priority: i32) {
-        self.positions.insert(key.clone(), self.items.len());
-        self.items.push(ModelItem {
-            key,
-            priority,
-            done: false,
-            results: Vec::new(),
-            bucket: None,
-        });
     }
 }
 
