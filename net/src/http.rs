@@ -143,7 +143,7 @@ impl utoipa::ToSchema for NextCursor {
     }
 }
 
-/// A time in a response: RFC 3339 UTC, e.g. `2026-11-22T10:00:00Z`.
+/// RFC 3339 UTC, e.g. `2026-11-22T10:00:00Z`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(value_type = String, format = DateTime, examples("2026-11-22T10:00:00Z"))]
 pub struct Timestamp(String);

@@ -80,6 +80,7 @@ pub struct Counter {
     pub id: u64,
     pub value: i64,
     /// Counter id (as a string key) → the last value it mirrored here.
+    #[schema(value_type = BTreeMap<String, i64>)]
     pub mirrors: BTreeMap<u64, i64>,
     /// The pending scheduled add as `[by, at_ms]` (at_ms: Unix milliseconds), or null.
     #[schema(schema_with = scheduled_schema, required = true)]

@@ -599,6 +599,7 @@ impl Document {
         document["info"]["summary"] =
             json!("Social, work distribution and service routes of the Switchyard actor engine.");
         state_integer_ranges(&mut document);
+        spell_link_operation_ids(&mut document);
         document
     }
 
@@ -607,6 +608,7 @@ impl Document {
         for (code, status, when) in &self.codes {
             one_of = one_of.item(
                 ObjectBuilder::new()
+                    .schema_type(Type::String)
                     .enum_values(Some([*code]))
                     .description(Some(format!("{status}: {when}"))),
             );
@@ -777,9 +779,8 @@ const SERVER_CODES: &[(&str, u16, &str)] = &[
     ),
 ];
 
-/// Every error response: `{"error": {"code", "message"[, "field"]}}` with `Content-Type:
-/// application/json`. 503 and 429 add `Retry-After`; 405 adds `Allow`. (The type
-/// `ApiError::into_response` serializes has the same shape; this one is its schema.)
+// The schema of `ApiError::into_response`'s body, which serializes a borrowed twin of it.
+/// Every error response: `{"error": {"code", "message"[, "field"]}}` with `Content-Type: application/json`. 503 and 429 add `Retry-After`; 405 adds `Allow`.
 #[derive(serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = Error)]
@@ -804,6 +805,30 @@ pub struct ErrorDetail {
 
 fn error_code_ref() -> RefOr<Schema> {
     RefOr::Ref(Ref::from_schema_name("ErrorCode"))
+}
+
+/// utoipa 5 serializes a link's `operationId` as `operation_id`; OpenAPI spells it
+/// `operationId` (tools that follow links, Schemathesis's stateful phase among them, read that).
+fn spell_link_operation_ids(document: &mut Value) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let responses = paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(Value::as_object_mut) {
+            if let Some(id) = link.remove("operation_id") {
+                link.insert("operationId".to_string(), id);
+            }
+        }
+    }
 }
 
 /// Gives every integer schema the range of its format, unless it states its own bound, and
@@ -862,6 +887,12 @@ mod tests {
             .api()
             .error(404, "Not found.", &[("not_found", "no such thing")])
             .ok::<ErrorBody>(200, "A thing.")
+            .link(
+                "Again",
+                "thing",
+                &[("id", "$response.body#/id")],
+                "Once more.",
+            )
             .body_errors("`x` is odd", &[]);
         document.add(&Method::POST, "/things/{id}", op);
         let value = document.finish();
@@ -879,6 +910,10 @@ mod tests {
             .expect("text")
             .contains("`field` names it; `x` is odd"));
         assert_eq!(operation["security"], json!([]));
+        assert_eq!(
+            operation["responses"]["200"]["links"]["Again"]["operationId"],
+            "thing"
+        );
         assert!(value["components"]["schemas"]["ErrorCode"]["oneOf"]
             .as_array()
             .expect("catalogue")
