@@ -16,6 +16,8 @@
 //! - Field errors carry `field`, a dotted path with indices (`items[3].key`): `missing_field`
 //!   when absent, `invalid_field` when present with the wrong type or range (`null` for a
 //!   required field included), `unknown_field` for a key the type does not take.
+//! - A missing or invalid field is reported before an unknown one, whatever the key order (the
+//!   precedence of a reader that takes the fields it knows and then refuses the rest).
 //! - An object where a struct is expected must be a JSON object: serde would also read a struct
 //!   from an array (`["a@b.c", "pw"]`), which [`Object`] and [`objects`] refuse.
 //! - An integer field takes what JSON Schema calls an integer: a number without a fractional
@@ -46,17 +48,84 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde_path_to_error::deserialize::<_, Object<T>>(&mut deserializer);
-    let Object(value) = parsed.map_err(|error| {
-        if has_duplicate_key(bytes) {
-            return ApiError::invalid_json("a JSON object has a duplicated key");
-        }
-        api_error(error)
-    })?;
+    let Object(value) = parsed.map_err(|error| failed::<T>(bytes, error))?;
     // Anything after the object but whitespace.
     deserializer
         .end()
         .map_err(|error| ApiError::invalid_json(format!("malformed JSON: {error}")))?;
     Ok(value)
+}
+
+/// Unknown keys [`failed`] takes out of a body, at most, to find an error that comes before them.
+const UNKNOWN_KEYS_SKIPPED_MAX: usize = 32;
+
+/// The error of a body that did not parse as a `T`. Only this path pays for more than the one
+/// parse: a duplicated key anywhere is `invalid_json`; otherwise an unknown key is reported
+/// only when the rest of the body is sound, so a missing or invalid field comes first, as a
+/// reader that takes the fields it knows and then refuses the rest would say (API.md's tests fix
+/// `{"things": []}` as `missing_field`).
+fn failed<T: DeserializeOwned>(
+    bytes: &[u8],
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> ApiError {
+    if has_duplicate_key(bytes) {
+        return ApiError::invalid_json("a JSON object has a duplicated key");
+    }
+    let (first, mut unknown) = classify(error);
+    let Some(path) = unknown.take() else {
+        return first;
+    };
+    let Ok(mut body) = serde_json::from_slice::<Value>(bytes) else {
+        return first;
+    };
+    let mut path = path;
+    for _ in 0..UNKNOWN_KEYS_SKIPPED_MAX {
+        if !remove_at(&mut body, &path) {
+            break;
+        }
+        match serde_path_to_error::deserialize::<_, Object<T>>(&body) {
+            Ok(_) => break,
+            Err(error) => match classify(error) {
+                (_, Some(next)) => path = next,
+                (other, None) => return other,
+            },
+        }
+    }
+    first
+}
+
+/// The API.md error, and the path of the key when it is an unknown one.
+fn classify(
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> (ApiError, Option<Vec<serde_path_to_error::Segment>>) {
+    let segments: Vec<serde_path_to_error::Segment> = error.path().iter().cloned().collect();
+    let api = api_error(error);
+    let unknown = (api.code == "unknown_field").then_some(segments);
+    (api, unknown)
+}
+
+/// Removes the key `path` ends with from `body`; false when the path leads nowhere.
+fn remove_at(body: &mut Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((Segment::Map { key }, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = body;
+    for segment in parents {
+        node = match (segment, node) {
+            (Segment::Map { key }, Value::Object(map)) => match map.get_mut(key) {
+                Some(child) => child,
+                None => return false,
+            },
+            (Segment::Seq { index }, Value::Array(items)) => match items.get_mut(*index) {
+                Some(child) => child,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    node.as_object_mut()
+        .is_some_and(|map| map.remove(key).is_some())
 }
 
 /// As [`parse`], but an empty body is `T::default()` (routes whose body is optional). An empty
@@ -560,6 +629,18 @@ mod tests {
             Some("mirror_to"),
         );
         check(r#"{"by": 1, "bye": 2}"#, Some("unknown_field"), Some("bye"));
+        // A missing or invalid field comes before an unknown one, wherever the keys are.
+        check(r#"{"bye": 2}"#, Some("missing_field"), Some("by"));
+        check(
+            r#"{"bye": 2, "by": "x"}"#,
+            Some("invalid_field"),
+            Some("by"),
+        );
+        check(
+            r#"{"bye": 2, "by": 1, "hi": 3}"#,
+            Some("unknown_field"),
+            Some("bye"),
+        );
     }
 
     #[test]
@@ -587,6 +668,14 @@ mod tests {
         assert_eq!(
             field(r#"{"items": "a"}"#),
             ("invalid_field", Some("items".into()))
+        );
+        assert_eq!(
+            field(r#"{"items": [{"x": 1}]}"#),
+            ("missing_field", Some("items[0].key".into()))
+        );
+        assert_eq!(
+            field(r#"{"things": []}"#),
+            ("missing_field", Some("items".into()))
         );
         let items = parse::<Items>(br#"{"items": [{"key": "a"}]}"#).expect("valid");
         assert_eq!(items.items[0].key, "a");
