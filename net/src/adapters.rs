@@ -72,8 +72,6 @@ pub trait Enricher: Send + Sync {
 /// A TCP connect to an adapter's host gives up after this long (the whole call is also bounded
 /// by `social.adapter_timeout_ms`).
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// The config key naming the extra trusted roots; every CA-file error names it.
-
 /// The HTTP client the adapters share (one connection pool, one TLS configuration): `http://`
 /// over plain TCP, `https://` over rustls, HTTP/1 only. Cloning shares the pool.
 #[derive(Clone)]

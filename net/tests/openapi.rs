@@ -251,14 +251,15 @@ fn every_error_code_is_catalogued_and_every_catalogued_code_exists() {
         .map(|entry| entry["enum"][0].as_str().expect("a code").to_string())
         .collect();
 
-    // Sources: the whole net crate and the engine domains whose errors reach HTTP.
+    // Sources: the whole net crate and the whole engine (a new domain needs no edit here).
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let engine = manifest.join("../engine/src");
     let mut files = Vec::new();
     rust_sources(&manifest.join("src"), &mut files);
-    rust_sources(&engine.join("social"), &mut files);
-    rust_sources(&engine.join("work"), &mut files);
-    files.push(engine.join("demo.rs"));
+    rust_sources(&manifest.join("../engine/src"), &mut files);
+    // The WAL's own refusals (an empty or oversized record, its config) are programmer errors
+    // the domains prevent; no request reaches them.
+    let wal = manifest.join("../engine/src/wal");
+    files.retain(|file| !file.starts_with(&wal));
     let mut found = BTreeSet::new();
     for file in &files {
         let text =
