@@ -87,9 +87,11 @@ impl Route {
     }
 }
 
-/// One pattern of the tree: its metrics index, its routes by method, its `Allow` value.
+/// One pattern of the tree: its metrics index, its routes by method, its `Allow` value, its
+/// parameter names in order.
 struct Pattern {
     index: RouteIndex,
+    names: Vec<&'static str>,
     /// (method, index into `Router::routes`).
     methods: Vec<(Method, usize)>,
     allow: String,
@@ -134,6 +136,7 @@ impl Router {
                     patterns.push(route.pattern);
                     grouped.push(Pattern {
                         index: patterns.len() - 1,
+                        names: parameter_names(route.pattern),
                         methods: Vec::new(),
                         allow: String::new(),
                     });
@@ -194,12 +197,13 @@ impl Router {
         };
         let mut params = Vec::with_capacity(matched.params.len());
         let route = &self.routes[position];
-        for (name, raw) in matched.params.iter() {
+        // matchit yields the parameters in pattern order, the order of `names`.
+        for ((_, raw), name) in matched.params.iter().zip(&pattern.names) {
             let Some(value) = http::percent_decode(raw, false) else {
                 // A parameter that does not decode names no resource.
                 return Resolved::NotFound;
             };
-            params.push((parameter_name(route.pattern, name), value));
+            params.push((*name, value));
         }
         Resolved::Found {
             route,
@@ -209,14 +213,12 @@ impl Router {
     }
 }
 
-/// The `'static` spelling of parameter `name` in `pattern` (matchit lends it for the match
-/// only). Panics only if matchit named a parameter the pattern lacks.
-fn parameter_name(pattern: &'static str, name: &str) -> &'static str {
+/// The `{name}` parameters of `pattern`, in order.
+fn parameter_names(pattern: &'static str) -> Vec<&'static str> {
     pattern
         .split('/')
         .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-        .find(|candidate| *candidate == name)
-        .unwrap_or_else(|| panic!("matchit named parameter {name} that {pattern} lacks"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -307,6 +309,14 @@ mod tests {
         check(Method::POST, "/api/v1/event", Err(None));
         check(Method::GET, "/", Err(None));
         check(Method::GET, "/api/v1/clients/9/x", Err(None));
+        let router = Router::new(vec![route(Method::GET, "/a/{first}/b/{second}")]);
+        let Resolved::Found { params, .. } = router.resolve(&Method::GET, "/a/1/b/2") else {
+            panic!("no match");
+        };
+        assert_eq!(
+            (params.get("first"), params.get("second")),
+            (Some("1"), Some("2"))
+        );
     }
 
     #[test]
