@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{call, check, Server, FAST_HASH};
+use common::{call, check, Server};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -210,8 +210,7 @@ fn start(dir: &Path, fake: SocketAddr, ca_file: Option<&Path>) -> Server {
     let hunter_url = format!("social.hunter_url=https://{fake}{HUNTER_PATH}");
     let clearbit_url = format!("social.clearbit_url=https://{fake}{CLEARBIT_PATH}");
     let ca_setting = ca_file.map(|path| format!("social.adapter_ca_file={}", path.display()));
-    let mut args: Vec<&str> = FAST_HASH.to_vec();
-    args.extend_from_slice(&[
+    let mut args: Vec<&str> = vec![
         "--set",
         &hunter_url,
         "--set",
@@ -222,13 +221,11 @@ fn start(dir: &Path, fake: SocketAddr, ca_file: Option<&Path>) -> Server {
         "social.clearbit_api_key=clearbit-key",
         "--set",
         "social.adapter_timeout_ms=5000",
-    ]);
+    ];
     if let Some(setting) = &ca_setting {
         args.extend_from_slice(&["--set", setting]);
     }
-    let server = Server::start(&dir.join("data"), &args);
-    server.wait_ready();
-    server
+    common::start(&dir.join("data"), &args)
 }
 
 fn write_ca(dir: &Path, chain: &Chain) -> PathBuf {

@@ -21,7 +21,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::{call, call_with_headers, head, request, Server, FAST_HASH};
+use common::{
+    call, call_with_headers, head, login, request, sign_up, start, Server, ADMIN, PASSWORD,
+};
 use serde_json::Value;
 use switchyard_net::config::Compat;
 use switchyard_net::ServerConfig;
@@ -348,28 +350,13 @@ struct Fixtures {
     bucket_key: String,
 }
 
-const WALK_ADMIN: &str = "walk-admin-token";
-
 fn ok_json(response: common::Response, status: u16) -> Value {
     assert_eq!(response.status, status, "{}", response.text());
     response.json()
 }
 
 fn fixtures(addr: std::net::SocketAddr) -> Fixtures {
-    let user = |email: &str| {
-        let body = format!(r#"{{"email":"{email}","password":"correct horse"}}"#);
-        let id = ok_json(call(addr, "POST", "/api/v1/users", None, Some(&body)), 201)["id"]
-            .as_u64()
-            .expect("user id");
-        let token = ok_json(
-            call(addr, "POST", "/api/v1/auth/login", None, Some(&body)),
-            200,
-        )["access_token"]
-            .as_str()
-            .expect("token")
-            .to_string();
-        (id, token)
-    };
+    let user = |email: &str| (sign_up(addr, email), login(addr, email));
     let alice = user("alice@example.com");
     let bob = user("bob@example.com");
     let post = |token: &str| {
@@ -403,13 +390,7 @@ fn fixtures(addr: std::net::SocketAddr) -> Fixtures {
     let items =
         r#"{"items":[{"key":"walk-1"},{"key":"walk-2"},{"key":"walk-3"},{"key":"walk-4"}]}"#;
     ok_json(
-        call(
-            addr,
-            "POST",
-            "/api/v1/work/items",
-            Some(WALK_ADMIN),
-            Some(items),
-        ),
+        call(addr, "POST", "/api/v1/work/items", Some(ADMIN), Some(items)),
         202,
     );
     let leased = ok_json(
@@ -424,7 +405,7 @@ fn fixtures(addr: std::net::SocketAddr) -> Fixtures {
     );
     let bucket = &leased["buckets"][0];
     Fixtures {
-        admin: WALK_ADMIN.to_string(),
+        admin: ADMIN.to_string(),
         alice,
         bob,
         alice_post,
@@ -498,9 +479,9 @@ fn valid_body(operation_id: &str, fixtures: &Fixtures, counter: usize) -> Option
     Some(match operation_id {
         "addToCounter" => r#"{"by": 1}"#.to_string(),
         "signUp" => {
-            format!(r#"{{"email":"walker{counter}@example.com","password":"correct horse"}}"#)
+            format!(r#"{{"email":"walker{counter}@example.com","password":"{PASSWORD}"}}"#)
         }
-        "login" => r#"{"email":"alice@example.com","password":"correct horse"}"#.to_string(),
+        "login" => format!(r#"{{"email":"alice@example.com","password":"{PASSWORD}"}}"#),
         "createPost" => r#"{"text":"walking"}"#.to_string(),
         "likePost" | "unlikePost" | "rerunWorkItem" | "heartbeat" => "{}".to_string(),
         "addWorkItems" => format!(r#"{{"items":[{{"key":"walk-new-{counter}"}}]}}"#),
@@ -558,10 +539,7 @@ fn documented<'a>(document: &'a Value, operation: &'a Value, status: u16) -> Opt
 #[test]
 fn every_status_the_server_sends_is_documented_for_its_route() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut args: Vec<&str> = FAST_HASH.to_vec();
-    args.extend(["--admin-token", WALK_ADMIN]);
-    let server = Server::start(dir.path(), &args);
-    server.wait_ready();
+    let server = start(dir.path(), &[]);
     let addr = server.addr;
     let document = request(addr, "GET", "/api/v1/openapi.json", None).json();
     let fixtures = fixtures(addr);
