@@ -83,6 +83,12 @@ pub struct EngineConfig {
     pub wal_preallocate: bool,
     /// sled's page cache size.
     pub sled_cache_bytes: u64,
+    /// Effects logged and waiting to be handed to their worker pools; when full, a command that
+    /// would enqueue more is refused with `Overloaded` (503) until the pools catch up.
+    pub effects_queue_depth_max: usize,
+    /// How often pending effects are swept (handed out again if due and not in flight): bounds
+    /// how late a retry or a skipped handoff runs.
+    pub effects_sweep_ms: u64,
     /// Start even when the WAL ends below the highest LSN sled snapshots reflect (acknowledged
     /// records lost by the disk or a truncated log): the engine goes on above that LSN, keeping
     /// what the snapshots hold. Off by default, so such a loss stops start-up with both LSNs
@@ -200,6 +206,8 @@ impl EngineConfig {
             wal_preallocate: true,
             sled_cache_bytes: 256 * 1024 * 1024,
             recovery_accept_wal_loss: false,
+            effects_queue_depth_max: 65_536,
+            effects_sweep_ms: 1_000,
             sections: Sections::default(),
         }
     }
@@ -232,6 +240,9 @@ impl EngineConfig {
         }
         if self.timer_tick_ms == 0 || self.checkpoint_interval_ms == 0 {
             return Err("timer_tick_ms and checkpoint_interval_ms must be at least 1".into());
+        }
+        if self.effects_queue_depth_max == 0 || self.effects_sweep_ms == 0 {
+            return Err("effects_queue_depth_max and effects_sweep_ms must be at least 1".into());
         }
         if self.durability_batch_ms == 0 {
             return Err("durability_batch_ms must be at least 1".into());

@@ -48,6 +48,27 @@ pub enum CounterEvent {
     },
     /// The scheduled add ran.
     ScheduleRan,
+    /// A notification of the new value was asked for (an effect, `DemoNotice`); the counter's
+    /// `seq`-th.
+    Notified { seq: u64 },
+}
+
+/// The effect kind of a counter's notifications.
+pub const NOTIFY_EFFECT: &str = "demo.notify";
+
+/// What a `demo.notify` effect carries: POST the counter's new value to `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoNotice {
+    pub url: String,
+    pub counter: u64,
+    pub value: i64,
+    pub seq: u64,
+}
+
+impl DemoNotice {
+    pub fn decode(payload: &[u8]) -> Result<DemoNotice> {
+        crate::codec::decode(payload)
+    }
 }
 
 #[derive(Debug)]
@@ -64,6 +85,12 @@ pub enum CounterCommand {
     },
     /// The timer command: run the schedule if it is due.
     RunSchedule,
+    /// Adds `by` and asks for a notification of the new value to `url` (an effect that runs
+    /// once the add is durable; its idempotency key is `demo-counter-<id>-<seq>`).
+    AddNotify {
+        by: i64,
+        url: String,
+    },
     Get,
 }
 
@@ -83,6 +110,9 @@ pub struct Counter {
     value: i64,
     mirrors: BTreeMap<u64, i64>,
     scheduled: Option<(i64, u64)>,
+    /// Notifications asked for so far.
+    notified: u64,
+    notified_dirty: bool,
     value_dirty: bool,
     schedule_dirty: bool,
     mirrors_dirty: Vec<u64>,
@@ -101,6 +131,7 @@ impl Counter {
 
 const VALUE: &[u8] = b"value";
 const SCHEDULE: &[u8] = b"schedule";
+const NOTIFIED: &[u8] = b"notified";
 
 /// A snapshot part, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -108,6 +139,7 @@ enum Part {
     Value(i64),
     Mirror(i64),
     Schedule(Option<(i64, u64)>),
+    Notified(u64),
 }
 const MIRROR: &[u8] = b"mirror/";
 
@@ -131,6 +163,7 @@ impl Entity for Counter {
             match part {
                 Part::Value(value) => counter.value = value,
                 Part::Schedule(scheduled) => counter.scheduled = scheduled,
+                Part::Notified(count) => counter.notified = count,
                 Part::Mirror(value) => {
                     let from: [u8; 8] = sub[MIRROR.len()..]
                         .try_into()
@@ -171,6 +204,33 @@ impl Entity for Counter {
                 }
                 _ => Ok(Decision::read(self.view())),
             },
+            CounterCommand::AddNotify { by, url } => {
+                let value = self
+                    .value
+                    .checked_add(by)
+                    .ok_or_else(|| Error::conflict("counter_overflow", "counter would overflow"))?;
+                let seq = self.notified + 1;
+                let notice = DemoNotice {
+                    url,
+                    counter: self.id,
+                    value,
+                    seq,
+                };
+                let mut view = self.view();
+                view.value = value;
+                Ok(Decision {
+                    events: vec![
+                        (ctx.key, Event::new(CounterEvent::Added { by })),
+                        (ctx.key, Event::new(CounterEvent::Notified { seq })),
+                        crate::runtime::outbox::effect(crate::runtime::outbox::Effect {
+                            kind: NOTIFY_EFFECT.to_string(),
+                            key: format!("demo-counter-{}-{seq}", self.id),
+                            payload: crate::codec::encode(&notice),
+                        }),
+                    ],
+                    reply: view,
+                })
+            }
             CounterCommand::Add { by, mirror_to } => {
                 let value = self
                     .value
@@ -222,6 +282,10 @@ impl Entity for Counter {
                 self.scheduled = None;
                 self.schedule_dirty = true;
             }
+            CounterEvent::Notified { seq } => {
+                self.notified = self.notified.max(*seq);
+                self.notified_dirty = true;
+            }
         }
     }
 
@@ -241,6 +305,9 @@ impl Entity for Counter {
         }
         if std::mem::take(&mut self.value_dirty) {
             batch.put(key, VALUE, &Part::Value(self.value));
+        }
+        if std::mem::take(&mut self.notified_dirty) {
+            batch.put(key, NOTIFIED, &Part::Notified(self.notified));
         }
         for from in std::mem::take(&mut self.mirrors_dirty) {
             let mut sub = MIRROR.to_vec();
@@ -285,6 +352,15 @@ impl Counters<'_> {
         self.engine
             .shared()
             .tell::<Counter>(id, CounterCommand::Get)
+    }
+
+    /// Adds `by` to counter `id` and asks for a `demo.notify` effect: the new value POSTed to
+    /// `url` once the add is durable, at least once. Returns once durable.
+    pub async fn add_notify(&self, id: u64, by: i64, url: String) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::AddNotify { by, url })
+            .await
     }
 
     /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).

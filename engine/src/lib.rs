@@ -171,10 +171,18 @@ impl Engine {
     /// ([`DirLock::acquire`] on `config.data_dir`): the server takes it before it binds its
     /// address, so a second server on the same dir is refused before it says it listens. The
     /// engine keeps the lock until it is dropped.
-    pub fn open_locked(
+    pub fn open_locked(config: EngineConfig, lock: DirLock, clock: SharedClock) -> Result<Engine> {
+        Engine::open_with_effects(config, lock, clock, Vec::new())
+    }
+
+    /// As [`Engine::open_locked`], with worker pools for the effects the domains ask for
+    /// (`runtime::outbox`): the embedding program gives the handlers (the engine does no network
+    /// I/O). An effect of a kind without a pool stays pending.
+    pub fn open_with_effects(
         mut config: EngineConfig,
         lock: DirLock,
         clock: SharedClock,
+        effect_pools: Vec<runtime::effects::EffectPool>,
     ) -> Result<Engine> {
         let registry = runtime::registry_of(DOMAINS);
         config
@@ -231,8 +239,11 @@ impl Engine {
             }
         }
         let (system, system_thread, shards) = start_actor_system(config.shards)?;
+        let coverage_lsn = last_lsn.max(meta.coverage_lsn);
+        let config_effects_depth = config.effects_queue_depth_max;
         let shared = Arc::new(Shared {
             fault: Default::default(),
+            coverage_lsn: std::sync::atomic::AtomicU64::new(coverage_lsn),
             wal,
             store,
             tracker: Tracker::default(),
@@ -242,6 +253,7 @@ impl Engine {
             config,
             shards,
             registry,
+            effects: runtime::effects::Effects::new(config_effects_depth),
         });
         // Re-arm every durable timer (passivated actors included) from sled.
         for (key, deadline) in shared.store.deadlines()? {
@@ -255,6 +267,7 @@ impl Engine {
         let checkpointer =
             spawn_checkpointer(shared.clone(), background.clone(), pass_lock.clone())?;
         let timer_thread = spawn_timer_thread(shared.clone(), background.clone())?;
+        runtime::effects::Effects::start(&shared, effect_pools)?;
         let recovery = RecoveryInfo {
             coverage_lsn: meta.coverage_lsn,
             records_replayed,
@@ -314,6 +327,22 @@ impl Engine {
             .get(&std::any::TypeId::of::<T>())
             .and_then(|state| state.downcast_ref::<T>())
             .expect("the domain's state, made at open")
+    }
+
+    /// Every effect logged and not yet completed (`runtime::outbox`), over all outbox actors.
+    pub async fn pending_effects(&self) -> Result<Vec<runtime::outbox::Pending>> {
+        use runtime::outbox::{Outbox, OutboxCommand, OutboxReply, SHARDS};
+        let mut pending = Vec::new();
+        for shard in 0..SHARDS {
+            let command = OutboxCommand::Due {
+                now_ms: u64::MAX,
+                limit: usize::MAX,
+            };
+            if let OutboxReply::Due(due) = self.shared().ask::<Outbox>(shard, command).await? {
+                pending.extend(due);
+            }
+        }
+        Ok(pending)
     }
 
     /// The domain registry of this engine.
@@ -420,6 +449,7 @@ impl Engine {
             }
         }
         let shared = &inner.shared;
+        shared.effects.stop();
         // After a fault the last pass is skipped (and reported): a restart recovers from the
         // WAL, which keeps everything the skipped pass would have covered.
         let mut outcome = match shared.stopped() {
@@ -453,6 +483,7 @@ impl Drop for Inner {
                     let _ = thread.join();
                 }
             }
+            self.shared.effects.stop();
             self.system.stop();
             if let Some(thread) = self.system_thread.lock().expect("join lock").take() {
                 let _ = thread.join();

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -76,7 +76,7 @@ const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// over plain TCP, `https://` over rustls, HTTP/1 only. Cloning shares the pool.
 #[derive(Clone)]
 pub struct AdapterClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdapterClient {
@@ -107,6 +107,40 @@ impl AdapterClient {
             .wrap_connector(tcp);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
         Ok(AdapterClient { client })
+    }
+}
+
+impl AdapterClient {
+    /// POSTs `body` (JSON) to `url` with `headers`; the status, or why there is none within
+    /// `timeout`.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<StatusCode, AdapterFailure> {
+        let mut request = Request::post(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| AdapterFailure(format!("request failed: {}", with_sources(&e))))?;
+            let status = response.status();
+            // Read (and drop) the body so the connection goes back to the pool.
+            let _ = response.into_body().collect().await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| AdapterFailure(format!("no answer within {} ms", timeout.as_millis())))?
     }
 }
 
@@ -147,7 +181,7 @@ async fn get_json(
     }
     let request = request
         .header("accept", "application/json")
-        .body(Empty::new())
+        .body(Full::new(Bytes::new()))
         .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
     let call = async {
         let response = client

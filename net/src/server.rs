@@ -208,7 +208,12 @@ fn open_engine(
         .name("switchyard-open".into())
         .spawn(move || {
             // If the server stopped waiting, the engine is dropped here, which closes it.
-            let _ = sender.send(Engine::open_locked(config, lock.0, Arc::new(SystemClock)));
+            let opened = crate::domains::effect_pools()
+                .map_err(|error| EngineError::Unavailable(leak_reason(error)))
+                .and_then(|pools| {
+                    Engine::open_with_effects(config, lock.0, Arc::new(SystemClock), pools)
+                });
+            let _ = sender.send(opened);
         });
     if let Err(error) = spawned {
         // The sender was moved into the closure that failed to spawn and is dropped with it, so
@@ -216,6 +221,13 @@ fn open_engine(
         tracing::error!(%error, "spawning the engine opener thread failed");
     }
     receiver
+}
+
+/// An effect pool that cannot start is reported like an engine that cannot open (the reason
+/// is logged here, the engine's error variant takes a static text).
+fn leak_reason(error: Error) -> &'static str {
+    tracing::error!(%error, "the effect pools cannot start");
+    "the effect pools cannot start (see the log)"
 }
 
 /// Waits for a connection permit, then for a connection. Cancel-safe: dropping it gives nothing

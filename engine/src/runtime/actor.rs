@@ -67,6 +67,10 @@ impl<E: Entity> EntityActor<E> {
             key: self.key,
             now_ms: self.shared.clock.now_ms(),
             config: &self.shared.config,
+            coverage_lsn: self
+                .shared
+                .coverage_lsn
+                .load(std::sync::atomic::Ordering::Acquire),
         };
         let decision = match self.state.decide(command, &ctx) {
             Ok(decision) => decision,
@@ -76,6 +80,21 @@ impl<E: Entity> EntityActor<E> {
             return (Ok(decision.reply), self.last_applied);
         }
         let shared = &self.shared;
+        // Only enqueues are held back: the outbox's own completions are what drains the pools.
+        let enqueues = decision.events.iter().any(|(key, event)| {
+            key.kind == super::outbox::OUTBOX
+                && matches!(
+                    event.downcast_ref::<super::outbox::OutboxEvent>(),
+                    Some(super::outbox::OutboxEvent::Enqueued(_))
+                )
+        });
+        if enqueues && shared.effects.saturated() {
+            // Back-pressure: the pools are behind; nothing is logged.
+            return (
+                Err(crate::error::Error::Overloaded("effect queue")),
+                self.last_applied,
+            );
+        }
         // Holds are taken before the LSN exists, at a floor no greater than it.
         let floor = shared.wal.next_lsn();
         let foreign_count = decision
@@ -108,6 +127,17 @@ impl<E: Entity> EntityActor<E> {
             self.dirty_floor = Some(floor);
         }
         let mut undelivered = None;
+        if enqueues {
+            for (key, event) in &record.entries {
+                if let Some(super::outbox::OutboxEvent::Enqueued(effect)) = (key.kind
+                    == super::outbox::OUTBOX)
+                    .then(|| event.downcast_ref::<super::outbox::OutboxEvent>())
+                    .flatten()
+                {
+                    shared.effects.offer(lsn, effect.clone());
+                }
+            }
+        }
         for (key, event) in record.entries {
             if key == self.key {
                 // Invariant: an actor's own events are of its own event type (its decide made
@@ -233,7 +263,7 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
             .event
             .downcast_ref::<E::Event>()
             .expect("a foreign event of the receiver's event type");
-        self.state.apply_foreign(event);
+        self.state.apply_foreign_at(event, message.lsn);
         self.last_applied = self.last_applied.max(message.lsn);
         self.sync_deadline();
         match self.dirty_floor {

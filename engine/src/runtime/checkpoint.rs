@@ -224,6 +224,7 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     report.coverage_lsn = coverage;
     if coverage > shared.store.meta()?.coverage_lsn {
         shared.store.write_meta(coverage)?;
+        shared.coverage_lsn.fetch_max(coverage, Ordering::AcqRel);
     }
     match shared.wal.remove_covered(coverage) {
         Ok(removed) => report.segments_removed = removed,

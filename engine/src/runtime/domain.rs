@@ -40,6 +40,9 @@ pub trait Domain: Send + Sync + 'static {
 /// The registry of `domains`, registered in order.
 pub fn registry_of(domains: &[&dyn Domain]) -> Registry {
     let mut registry = Registry::empty();
+    // The runtime's own kinds.
+    registry.enter("runtime");
+    registry.kind::<super::outbox::Outbox>("outbox");
     for domain in domains {
         registry.enter(domain.name());
         domain.register(&mut registry);

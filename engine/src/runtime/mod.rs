@@ -44,7 +44,9 @@ mod actor;
 pub(crate) mod checkpoint;
 mod directory;
 mod domain;
+pub mod effects;
 mod event;
+pub mod outbox;
 pub mod recovery;
 mod registry;
 mod replayed;
@@ -90,6 +92,9 @@ pub struct Ctx<'a> {
     pub key: ActorKey,
     pub now_ms: Millis,
     pub config: &'a EngineConfig,
+    /// Every record at or below this LSN is reflected in flushed snapshots: replay never meets
+    /// it again.
+    pub coverage_lsn: u64,
 }
 
 /// State of one kind of actor. Implemented by each domain, registered with
@@ -129,6 +134,12 @@ pub trait Entity: Sized + Send + Unpin + 'static {
     /// replay re-applies foreign events whatever this actor's snapshot LSN is.
     fn apply_foreign(&mut self, event: &Self::Event) {
         self.apply(event)
+    }
+
+    /// [`Entity::apply_foreign`], told the LSN of the record the event is in (live and in
+    /// replay), for an actor that must recognise an event it has seen (the outbox).
+    fn apply_foreign_at(&mut self, event: &Self::Event, _lsn: u64) {
+        self.apply_foreign(event)
     }
 
     /// The next instant (clock ms) at which this actor wants `timer_command`, derived from its
@@ -172,6 +183,8 @@ impl Fault {
 /// What every actor and directory shares.
 pub(crate) struct Shared {
     pub fault: Fault,
+    /// The coverage LSN last flushed to the store (see `Ctx::coverage_lsn`).
+    pub coverage_lsn: std::sync::atomic::AtomicU64,
     pub wal: Wal,
     pub store: Store,
     pub tracker: tracker::Tracker,
@@ -181,6 +194,7 @@ pub(crate) struct Shared {
     pub config: EngineConfig,
     pub shards: Vec<actix_rt::ArbiterHandle>,
     pub registry: Registry,
+    pub effects: effects::Effects,
 }
 
 impl Shared {

@@ -70,7 +70,7 @@ impl<'a> Replay<'a> {
             if own && lsn <= loaded.snapshot_lsn {
                 continue;
             }
-            loaded.state.apply(event, own)?;
+            loaded.state.apply(event, own, lsn)?;
             loaded.last_lsn = loaded.last_lsn.max(lsn);
             self.events_applied += 1;
         }

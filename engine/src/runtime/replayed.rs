@@ -7,7 +7,7 @@ use crate::store::{SnapshotBatch, Store};
 
 /// An actor being replayed, whatever its kind.
 pub(crate) trait Replayed {
-    fn apply(&mut self, event: &Event, own: bool) -> Result<()>;
+    fn apply(&mut self, event: &Event, own: bool, lsn: u64) -> Result<()>;
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
     fn deadline(&self) -> Option<crate::clock::Millis>;
 }
@@ -15,7 +15,7 @@ pub(crate) trait Replayed {
 struct ReplayedEntity<E: Entity>(E);
 
 impl<E: Entity> Replayed for ReplayedEntity<E> {
-    fn apply(&mut self, event: &Event, own: bool) -> Result<()> {
+    fn apply(&mut self, event: &Event, own: bool, lsn: u64) -> Result<()> {
         let Some(event) = event.downcast_ref::<E::Event>() else {
             return Err(Error::Store(format!(
                 "replay: an event of tag {} was addressed to kind {:?}",
@@ -26,7 +26,7 @@ impl<E: Entity> Replayed for ReplayedEntity<E> {
         if own {
             self.0.apply(event)
         } else {
-            self.0.apply_foreign(event)
+            self.0.apply_foreign_at(event, lsn)
         }
         Ok(())
     }

@@ -4,7 +4,8 @@
 //! security scheme, error codes, a section of the introduction) and its `/metrics` lines, and
 //! exposes them as `pub const DOMAIN: HttpDomain`. The server's own routes (`/healthz`,
 //! `/readyz`, `/metrics`, `/api/v1/openapi.json`, `/docs`) are not a domain: see
-//! [`crate::service`].
+//! [`crate::service`]. A domain whose engine side asks for effects (the outbox) also brings the
+//! worker pools that run them ([`HttpDomain::effects`]).
 //!
 //! Adding a domain on the net side is a folder here and its name in the `domains!` line (see
 //! ARCHITECTURE.md, "Adding a domain"); nothing else in the server changes.
@@ -17,7 +18,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use switchyard_engine::runtime::effects::EffectPool;
+
 use crate::app::App;
+use crate::error::Error;
 use crate::openapi::Document;
 use crate::router::Route;
 
@@ -35,6 +39,9 @@ pub struct HttpDomain {
     pub describe: fn(&mut Document),
     /// Appends its lines to a `/metrics` scrape (nothing when it has none).
     pub metrics: for<'a> fn(&'a App, &'a mut String) -> MetricsFuture<'a>,
+    /// The worker pools that run the effects its engine side asks for, given to
+    /// `Engine::open_with_effects` (none when it asks for none).
+    pub effects: fn() -> Result<Vec<EffectPool>, Error>,
 }
 
 impl HttpDomain {
@@ -42,6 +49,20 @@ impl HttpDomain {
     pub fn no_metrics<'a>(_: &'a App, _: &'a mut String) -> MetricsFuture<'a> {
         Box::pin(async {})
     }
+
+    /// For a domain that asks for no effects.
+    pub fn no_effects() -> Result<Vec<EffectPool>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// Every domain's effect pools, for `Engine::open_with_effects`.
+pub fn effect_pools() -> Result<Vec<EffectPool>, Error> {
+    let mut pools = Vec::new();
+    for domain in DOMAINS {
+        pools.extend((domain.effects)()?);
+    }
+    Ok(pools)
 }
 
 /// Declares the domain modules and registers them, in order: `domains!(a, b)` is `pub mod a;

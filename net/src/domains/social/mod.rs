@@ -51,6 +51,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     routes,
     describe,
     metrics,
+    effects: HttpDomain::no_effects,
 };
 
 /// The security scheme of user tokens.

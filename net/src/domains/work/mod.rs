@@ -48,6 +48,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     routes,
     describe,
     metrics,
+    effects: HttpDomain::no_effects,
 };
 
 /// The security scheme of work client tokens.

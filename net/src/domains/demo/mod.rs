@@ -1,12 +1,18 @@
 //! The demonstration counters over HTTP (the engine's `demo` domain), which back the foundation's
 //! HTTP and crash tests:
-//! - `POST /api/v1/demo/counters/{id}` body `{"by": i64, "mirror_to"?: u64}` → 200 Counter;
-//!   with `mirror_to`, the new value is recorded in that counter's `mirrors` in the same WAL
-//!   record. The reply comes only once the change is durable.
+//! - `POST /api/v1/demo/counters/{id}` body `{"by": i64, "mirror_to"?: u64, "notify_url"?:
+//!   string}` → 200 Counter; with `mirror_to`, the new value is recorded in that counter's
+//!   `mirrors` in the same WAL record; with `notify_url` (admin token only: the server calls that
+//!   URL), the new value is POSTed there once the add is durable (a `demo.notify` effect, at
+//!   least once, with an `Idempotency-Key`; [`effects`] runs it). The reply comes only once the
+//!   change is durable.
 //! - `GET /api/v1/demo/counters/{id}` → 200 Counter (a counter never written reads as 0).
 //!
 //! Not a product feature; it is also the smallest template of a domain: its routes, each next to
-//! its OpenAPI operation, its body and view types, its document parts ([`DOMAIN`]).
+//! its OpenAPI operation, its body and view types, its document parts and its effect handlers
+//! ([`DOMAIN`]).
+
+pub mod effects;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +25,7 @@ use utoipa::ToSchema;
 
 use super::HttpDomain;
 use crate::ctx::Ctx;
+use crate::error::ApiError;
 use crate::http;
 use crate::json;
 use crate::openapi::{self, Document, Op};
@@ -29,6 +36,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     routes,
     describe,
     metrics: HttpDomain::no_metrics,
+    effects: effects::pools,
 };
 
 fn routes() -> Vec<Route> {
@@ -70,6 +78,11 @@ pub struct AddRequest {
     /// Another counter that records the new value in its `mirrors`.
     #[serde(default, deserialize_with = "json::optional_integer")]
     pub mirror_to: Option<u64>,
+    /// Needs the admin token: once the add is durable the server POSTs `{"counter", "value",
+    /// "seq"}` there (a `demo.notify` effect: at least once, header `Idempotency-Key` stable
+    /// across attempts). Cannot be combined with `mirror_to`.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub notify_url: Option<String>,
 }
 
 /// A counter.
@@ -131,13 +144,35 @@ fn add_doc() -> Op {
             "Not a product feature: the engine's demonstration counters, which back the \
              foundation's tests. Adds `by` to counter `id`; with `mirror_to`, the new value is \
              also recorded in that counter's `mirrors`, in the same WAL record. The reply comes \
-             once the change is durable.",
+             once the change is durable. The token is optional; a present one must be the admin \
+             token, which `notify_url` needs (the server then calls that URL).",
         )
-        .public()
+        .anonymous()
+        .security(openapi::ADMIN_TOKEN)
         .parameter(counter_id())
         .body::<AddRequest>()
         .ok::<Counter>(200, "The counter after the add.")
-        .body_errors("`mirror_to` is the counter itself", &[])
+        .body_errors(
+            "`mirror_to` is the counter itself, or `mirror_to` and `notify_url` together",
+            &[],
+        )
+        .error(
+            401,
+            "A token was given and is not the admin token, or `notify_url` was given without it.",
+            &[(
+                "unauthenticated",
+                "the bearer token is not the admin token, or `notify_url` needs it",
+            )],
+        )
+        .error(
+            403,
+            "A token was given and no admin token is configured.",
+            &[(
+                "forbidden",
+                "no admin token is configured on this server (`--admin-token` / \
+                 `SWITCHYARD_ADMIN_TOKEN`)",
+            )],
+        )
         .error(404, "Not found.", &[NOT_A_NUMBER])
         .error(
             409,
@@ -151,13 +186,39 @@ fn add_doc() -> Op {
 }
 
 async fn add(mut ctx: Ctx) -> HandlerResult {
+    // The token is optional, needed only for `notify_url` (the server then calls that URL); a
+    // present token must be the admin's, whatever the body says.
+    let admin = match ctx.authorization() {
+        None => false,
+        Some(_) => {
+            ctx.app.auth.require_admin(ctx.authorization())?;
+            true
+        }
+    };
     let id = ctx.param_u64("id")?;
     let engine = ctx.engine()?;
-    let request: AddRequest = ctx.json().await?;
-    let view = engine
-        .counters()
-        .add(id, request.by, request.mirror_to)
-        .await?;
+    let AddRequest {
+        by,
+        mirror_to,
+        notify_url,
+    } = ctx.json().await?;
+    if notify_url.is_some() && !admin {
+        return Err(ApiError::unauthenticated(
+            "notify_url needs the admin token (the server calls that URL)",
+        ));
+    }
+    let view = match notify_url {
+        Some(url) if mirror_to.is_none() => engine.counters().add_notify(id, by, url).await?,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "mirror_to and notify_url cannot be combined",
+            )
+            .with_field("notify_url"))
+        }
+        None => engine.counters().add(id, by, mirror_to).await?,
+    };
     Ok(http::json(StatusCode::OK, &Counter::from(view)))
 }
 
