@@ -545,7 +545,7 @@ impl ServerConfig {
             }
         }
         if let Some(path) = &self.social.adapter_ca_file {
-            crate::adapters::load_ca_file(path)?;
+            crate::tls::load_ca_file(path)?;
         }
         at_least("limits.max_body_bytes", limits.max_body_bytes, 1)?;
         at_most("limits.max_body_bytes", limits.max_body_bytes, 1 << 30)?;

@@ -1,4 +1,4 @@
-//! The server's effect handlers: what runs an effect a domain asked for once it is durable
+//! The demo domain's effect handlers: what runs an effect it asked for once it is durable
 //! (`switchyard_engine::runtime::outbox`), on the engine's worker threads. The engine does no
 //! network I/O; these do, through the adapters' HTTP client on a small runtime of their own
 //! (the worker threads block on it, never an actor thread).
@@ -30,7 +30,7 @@ const DEMO_NOTIFY_ATTEMPTS_MAX: u32 = 10;
 const DEMO_NOTIFY_RETRY_BASE_MS: u64 = 200;
 const DEMO_NOTIFY_RETRY_MAX_MS: u64 = 30_000;
 
-/// The effect pools the server gives the engine.
+/// The effect pools of the demo domain (its `HttpDomain::effects`).
 pub fn pools() -> Result<Vec<EffectPool>, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
