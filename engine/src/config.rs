@@ -58,12 +58,21 @@ impl WalConfig {
 
 /// Everything the engine needs to open. Built by `net` from TOML and `--set`, or by an embedding
 /// program directly.
-#[derive(Debug, Clone)]
+///
+/// Its serde form is the server's `[engine]` section, the schema of those keys: every field
+/// but the data dir, the durability pair (top-level keys of the server) and the domain sections
+/// (each domain's own section), with the defaults of [`EngineConfig::new`], the only place they
+/// are stated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The data directory: `wal/` (segments), `checkpoint.redb` (checkpoints), `LOCK`.
+    #[serde(skip)]
     pub data_dir: PathBuf,
+    #[serde(skip)]
     pub durability: Durability,
     /// In `batch` durability, the interval between fdatasyncs (the data-loss window).
+    #[serde(skip)]
     pub durability_batch_ms: u64,
     /// Number of actor arbiters (threads). Ids hash to a shard.
     pub shards: usize,
@@ -84,6 +93,7 @@ pub struct EngineConfig {
     /// The checkpoint store's (redb's) cache size: a tenth of it buffers writes, the rest caches
     /// pages read. Key `engine.store_cache_bytes` (`engine.sled_cache_bytes`, its name before
     /// redb, still works).
+    #[serde(alias = "sled_cache_bytes")]
     pub store_cache_bytes: u64,
     /// Effects logged and waiting to be handed to their worker pools; when full, a command that
     /// would enqueue more is refused with `Overloaded` (503) until the pools catch up.
@@ -98,12 +108,29 @@ pub struct EngineConfig {
     pub recovery_accept_wal_loss: bool,
     /// One section per domain, by type (see [`DomainConfig`]); missing ones are filled with
     /// their defaults when the engine opens.
+    #[serde(skip)]
     pub sections: Sections,
 }
 
-/// A domain's configuration section.
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::new("")
+    }
+}
+
+/// A domain's configuration section. Its serde form is the schema of the section's keys (the
+/// server reads and prints them through it), with the defaults of its `Default`, the only place
+/// they are stated.
 pub trait DomainConfig:
-    std::any::Any + Clone + std::fmt::Debug + Default + Send + Sync + 'static
+    std::any::Any
+    + Clone
+    + std::fmt::Debug
+    + Default
+    + Send
+    + Sync
+    + Serialize
+    + serde::de::DeserializeOwned
+    + 'static
 {
     /// The section's name in the configuration (`work` for `work.*` keys).
     const SECTION: &'static str;

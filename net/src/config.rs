@@ -12,12 +12,21 @@
 //!   every leaf is checked on its own (see [`check_each_key`]), so serde's error is attributed to
 //!   its dotted key even though serde itself does not track paths.
 //! - [`ServerConfig::validate`] checks ranges and relations once, before anything opens.
-//! - The engine's defaults live in the engine (`EngineConfig::new`); this module copies them, it
-//!   does not restate them.
+//! - **Declared once.** The engine's config structs are the schema of their keys: `[engine]` is
+//!   `switchyard_engine::EngineConfig` itself, and each domain's section is the domain's own
+//!   `DomainConfig` type, registered by the domain's net module (`HttpDomain::config`), so a new
+//!   domain's keys need no edit here. Each key has one default, in the struct that declares it.
+//!   The social ground rules keep the names API.md gives them (`limits.max_posts_per_user`,
+//!   `limits.max_likes_per_user`, `auth.password_hash_*`); their defaults are read from the engine's
+//!   `SocialConfig`, and [`ServerConfig::engine_config`] maps them into it.
+//! - `switchyard config` prints every key with its value, default and unit
+//!   ([`ServerConfig::describe`]); a test holds README's key table to the same list.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use switchyard_engine::config::DomainConfig;
+use switchyard_engine::social::SocialConfig;
 use switchyard_engine::{Durability, EngineConfig};
 
 use crate::error::Error;
@@ -28,7 +37,7 @@ pub const ENV_ADMIN_TOKEN: &str = "SWITCHYARD_ADMIN_TOKEN";
 pub const ENV_JWT_SECRET: &str = "SWITCHYARD_JWT_SECRET";
 
 /// Everything the server needs. See the module docs for how it is built.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// `sync`: acknowledge after fdatasync (group commit); `batch`: acknowledge at once and sync
@@ -39,10 +48,11 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub social: SocialSection,
     pub limits: LimitsConfig,
-    pub work: WorkConfig,
     pub market: MarketConfig,
     pub notify: NotifyConfig,
-    pub engine: EngineSection,
+    /// `[engine]`: the engine's own struct (its serde form skips what other keys set). The
+    /// domains' sections are kept in its `sections`.
+    pub engine: EngineConfig,
     pub server: ServerSection,
     /// Secrets; never in the TOML file, only flags and environment.
     #[serde(skip)]
@@ -53,15 +63,16 @@ pub struct ServerConfig {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Lifetime of login tokens (JWT `exp - iat`).
     pub token_ttl_seconds: u64,
     /// argon2id memory cost per password hash, KiB (OWASP's minimum 19456). Each sign-up and
-    /// login costs this much memory and about 20 ms of one core at the default.
+    /// login costs this much memory and about 20 ms of one core at the default. The default is
+    /// the engine's `SocialConfig` default.
     pub password_hash_memory_kib: u32,
-    /// argon2id iterations per password hash.
+    /// argon2id iterations per password hash; the default is `SocialConfig`'s.
     pub password_hash_iterations: u32,
     /// Verified login tokens remembered so a repeat skips the JWT check; 0 = none.
     pub verified_token_cache_entries: usize,
@@ -82,7 +93,7 @@ pub struct AuthConfig {
 }
 
 /// `[social]`: the sign-up adapters. An adapter is on when its API key is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SocialSection {
     /// hunter.io's e-mail verifier endpoint, `https://` (rustls) or `http://`; see `adapters`.
@@ -115,7 +126,7 @@ impl Default for SocialSection {
 }
 
 /// `[limits]`: request limits and social ground rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Larger request bodies get 413 `body_too_large`; checked against `Content-Length` before
@@ -142,26 +153,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
 }
 
-/// `[work]`: lease-based work distribution.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkConfig {
-    /// Items per bucket.
-    pub bucket_size: u32,
-    /// Cap on `max_buckets` of one lease request (400 `too_many_buckets` above it).
-    pub max_buckets_per_request: u32,
-    /// Lease length without a heartbeat or result; then unfinished items return to the pool.
-    pub lease_seconds: u64,
-    /// Client registrations accepted per source address per minute (429 beyond); 0 = unlimited.
-    pub registrations_per_minute_per_source: u32,
-    /// Lease expiries after which a bucket is dead-lettered instead of reopened.
-    pub max_expiries: u32,
-    /// Buckets one client may hold leased at once (a lease beyond: 400 `too_many_buckets`).
-    pub leased_buckets_per_client_max: u32,
-}
-
 /// `[market]`: BTC orders and the price feed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketConfig {
     /// Order requests per user per minute (429 `rate_limited` beyond).
@@ -174,43 +167,15 @@ pub struct MarketConfig {
 }
 
 /// `[notify]`: outbound notifications.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     /// Delivery attempts before a notification is dead-lettered.
     pub max_attempts: u32,
 }
 
-/// `[engine]`: the engine's limits (see `switchyard_engine::EngineConfig` for what each costs).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EngineSection {
-    /// Actor arbiters (threads); ids hash to a shard.
-    pub shards: usize,
-    /// Messages waiting for one actor before it answers 503 `overloaded`.
-    pub mailbox_depth_max: usize,
-    /// An actor idle this long is snapshotted and stopped; bounds memory by the working set.
-    pub passivate_after_ms: u64,
-    /// Interval between background checkpoint passes; bounds replay time after a crash.
-    pub checkpoint_interval_ms: u64,
-    /// A WAL segment is rolled past this size (and preallocated to it).
-    pub wal_segment_bytes_max: u64,
-    /// Depth of the WAL append queue; full → 503 `overloaded`.
-    pub wal_queue_depth_max: usize,
-    /// Preallocate WAL segments: appends then overwrite allocated blocks, which roughly halves
-    /// the fdatasync cost on this disk, at the price of `wal_segment_bytes_max` of disk up front.
-    pub wal_preallocate: bool,
-    /// The checkpoint store's (redb's) cache. `sled_cache_bytes`, its name before redb, is
-    /// still read.
-    #[serde(alias = "sled_cache_bytes")]
-    pub store_cache_bytes: u64,
-    /// Start even though the WAL ends below what checkpointed snapshots reflect (acknowledged records
-    /// lost); off, such a start-up is refused naming both LSNs. An operator's one-time choice.
-    pub recovery_accept_wal_loss: bool,
-}
-
 /// `[server]`: the process itself.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Address to listen on, `host:port`; port 0 picks a free port (printed on stdout).
@@ -297,17 +262,16 @@ impl Compat {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        let engine = EngineConfig::new("");
+        let engine = EngineConfig::default();
         ServerConfig {
             durability: engine.durability,
             durability_batch_ms: engine.durability_batch_ms,
             auth: AuthConfig::default(),
             social: SocialSection::default(),
             limits: LimitsConfig::default(),
-            work: WorkConfig::default(),
             market: MarketConfig::default(),
             notify: NotifyConfig::default(),
-            engine: EngineSection::default(),
+            engine,
             server: ServerSection::default(),
             secrets: Secrets::default(),
             compat: Compat::default(),
@@ -317,11 +281,10 @@ impl Default for ServerConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        let hashing = switchyard_engine::social::SocialConfig::default();
         AuthConfig {
             token_ttl_seconds: 3600,
-            password_hash_memory_kib: hashing.password_hash_memory_kib,
-            password_hash_iterations: hashing.password_hash_iterations,
+            password_hash_memory_kib: SocialConfig::default().password_hash_memory_kib,
+            password_hash_iterations: SocialConfig::default().password_hash_iterations,
             verified_token_cache_entries: 65_536,
             clock_skew_seconds: crate::auth::CLOCK_SKEW_SECONDS_DEFAULT,
             login_failures_per_minute: 10,
@@ -346,21 +309,6 @@ impl Default for LimitsConfig {
     }
 }
 
-impl Default for WorkConfig {
-    fn default() -> Self {
-        WorkConfig {
-            bucket_size: 180,
-            max_buckets_per_request: 10,
-            lease_seconds: 7200,
-            registrations_per_minute_per_source: switchyard_engine::work::WorkConfig::default()
-                .registrations_per_minute_per_source,
-            max_expiries: switchyard_engine::work::WorkConfig::default().max_expiries,
-            leased_buckets_per_client_max: switchyard_engine::work::WorkConfig::default()
-                .leased_buckets_per_client_max as u32,
-        }
-    }
-}
-
 impl Default for MarketConfig {
     fn default() -> Self {
         MarketConfig {
@@ -374,23 +322,6 @@ impl Default for MarketConfig {
 impl Default for NotifyConfig {
     fn default() -> Self {
         NotifyConfig { max_attempts: 8 }
-    }
-}
-
-impl Default for EngineSection {
-    fn default() -> Self {
-        let engine = EngineConfig::new("");
-        EngineSection {
-            shards: engine.shards,
-            mailbox_depth_max: engine.mailbox_depth_max,
-            passivate_after_ms: engine.passivate_after_ms,
-            checkpoint_interval_ms: engine.checkpoint_interval_ms,
-            wal_segment_bytes_max: engine.wal_segment_bytes_max,
-            wal_queue_depth_max: engine.wal_queue_depth_max,
-            wal_preallocate: engine.wal_preallocate,
-            store_cache_bytes: engine.store_cache_bytes,
-            recovery_accept_wal_loss: engine.recovery_accept_wal_loss,
-        }
     }
 }
 
@@ -424,8 +355,9 @@ impl ServerConfig {
         sets: &[String],
         flags: Flags,
         env: impl Fn(&str) -> Option<String>,
+        sections: &[ConfigSection],
     ) -> Result<ServerConfig, Error> {
-        let mut config = ServerConfig::from_layers(file, sets)?;
+        let mut config = ServerConfig::from_layers(file, sets, sections)?;
         if let Some(listen) = flags.listen {
             config.server.listen = listen;
         }
@@ -442,8 +374,13 @@ impl ServerConfig {
         Ok(config)
     }
 
-    /// Defaults ← TOML file ← `--set` assignments. Not validated.
-    pub fn from_layers(file: Option<&Path>, sets: &[String]) -> Result<ServerConfig, Error> {
+    /// Defaults ← TOML file ← `--set` assignments, the domains' `sections` read into the engine
+    /// config by their own types. Not validated.
+    pub fn from_layers(
+        file: Option<&Path>,
+        sets: &[String],
+        sections: &[ConfigSection],
+    ) -> Result<ServerConfig, Error> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -465,10 +402,33 @@ impl ServerConfig {
         for assignment in sets {
             apply_set(&mut table, assignment)?;
         }
-        check_each_key(&table)?;
-        toml::Value::Table(table)
+        let domain_tables: Vec<(&ConfigSection, Option<toml::Value>)> = sections
+            .iter()
+            .map(|section| (section, table.remove(section.name)))
+            .collect();
+        check_each_key::<ServerConfig>(&table, &[])?;
+        let mut config = toml::Value::Table(table)
             .try_into::<ServerConfig>()
-            .map_err(|e| Error::Config(e.to_string().replace('\n', " ")))
+            .map_err(|e| Error::Config(e.to_string().replace('\n', " ")))?;
+        for (section, value) in domain_tables {
+            (section.load)(value, &mut config.engine)?;
+        }
+        Ok(config)
+    }
+
+    /// Every key with its value, its default and its unit (`switchyard config`): the server's
+    /// own sections, `[engine]`, and each of `sections`.
+    pub fn describe(&self, sections: &[ConfigSection]) -> Vec<KeyRow> {
+        let defaults = ServerConfig::default();
+        let mut rows = Vec::new();
+        let value = |config: &ServerConfig| serde_json::to_value(config).unwrap_or_default();
+        flatten_into("", &value(self), &value(&defaults), &mut rows);
+        for section in sections {
+            let (value, default) = (section.show)(&self.engine);
+            flatten_into(section.name, &value, &default, &mut rows);
+        }
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
     }
 
     /// Settings for tests: the data dir given, an ephemeral port, small engine segments.
@@ -476,11 +436,10 @@ impl ServerConfig {
         let mut config = ServerConfig::default();
         config.server.data_dir = data_dir.into();
         config.server.listen = "127.0.0.1:0".into();
-        let engine = EngineConfig::for_tests("");
-        config.engine.wal_segment_bytes_max = engine.wal_segment_bytes_max;
-        config.engine.wal_preallocate = engine.wal_preallocate;
-        config.engine.checkpoint_interval_ms = engine.checkpoint_interval_ms;
-        config.engine.store_cache_bytes = engine.store_cache_bytes;
+        config.engine = EngineConfig::for_tests("");
+        let social = SocialConfig::for_tests();
+        config.auth.password_hash_memory_kib = social.password_hash_memory_kib;
+        config.auth.password_hash_iterations = social.password_hash_iterations;
         config
     }
 
@@ -563,19 +522,6 @@ impl ServerConfig {
         )?;
         at_least("limits.max_in_flight", limits.max_in_flight, 1)?;
         at_least("limits.max_connections", limits.max_connections, 1)?;
-        at_least("work.bucket_size", self.work.bucket_size, 1)?;
-        at_least(
-            "work.max_buckets_per_request",
-            self.work.max_buckets_per_request,
-            1,
-        )?;
-        at_least("work.lease_seconds", self.work.lease_seconds, 1)?;
-        at_least("work.max_expiries", self.work.max_expiries, 1)?;
-        at_least(
-            "work.leased_buckets_per_client_max",
-            self.work.leased_buckets_per_client_max,
-            1,
-        )?;
         at_least(
             "market.rate_limit_per_minute",
             self.market.rate_limit_per_minute,
@@ -615,39 +561,146 @@ impl ServerConfig {
             .map_err(|message| Error::Config(format!("engine settings: {message}")))
     }
 
-    /// The engine's configuration, from the top-level durability keys and `[engine]`.
+    /// The engine's configuration: `[engine]` (with the domains' sections), the top-level
+    /// durability keys, the data dir, and the social ground rules from the keys API.md names.
     pub fn engine_config(&self) -> EngineConfig {
-        let section = &self.engine;
-        let mut engine = EngineConfig::new(self.server.data_dir.clone());
+        let mut engine = self.engine.clone();
+        engine.data_dir = self.server.data_dir.clone();
         engine.durability = self.durability;
         engine.durability_batch_ms = self.durability_batch_ms;
-        engine.shards = section.shards;
-        engine.mailbox_depth_max = section.mailbox_depth_max;
-        engine.passivate_after_ms = section.passivate_after_ms;
-        engine.checkpoint_interval_ms = section.checkpoint_interval_ms;
-        engine.wal_segment_bytes_max = section.wal_segment_bytes_max;
-        engine.wal_queue_depth_max = section.wal_queue_depth_max;
-        engine.wal_preallocate = section.wal_preallocate;
-        engine.store_cache_bytes = section.store_cache_bytes;
-        engine.recovery_accept_wal_loss = section.recovery_accept_wal_loss;
-        *engine.section_mut() = switchyard_engine::social::SocialConfig {
-            max_posts_per_user: self.limits.max_posts_per_user,
-            max_likes_per_user: self.limits.max_likes_per_user,
-            password_hash_memory_kib: self.auth.password_hash_memory_kib,
-            password_hash_iterations: self.auth.password_hash_iterations,
-            ..switchyard_engine::social::SocialConfig::default()
-        };
-        *engine.section_mut() = switchyard_engine::work::WorkConfig {
-            bucket_size: self.work.bucket_size as usize,
-            max_buckets_per_request: self.work.max_buckets_per_request as usize,
-            lease_seconds: self.work.lease_seconds,
-            registrations_per_minute_per_source: self.work.registrations_per_minute_per_source,
-            max_expiries: self.work.max_expiries,
-            leased_buckets_per_client_max: self.work.leased_buckets_per_client_max as usize,
-            ..switchyard_engine::work::WorkConfig::default()
-        };
+        let social = engine.section_mut::<switchyard_engine::social::SocialConfig>();
+        social.max_posts_per_user = self.limits.max_posts_per_user;
+        social.max_likes_per_user = self.limits.max_likes_per_user;
+        social.password_hash_memory_kib = self.auth.password_hash_memory_kib;
+        social.password_hash_iterations = self.auth.password_hash_iterations;
         engine
     }
+}
+
+/// A domain's configuration section: read into the engine config by the domain's own
+/// `DomainConfig` type (`section::<T>()`), so its keys, defaults and checks are declared once,
+/// in the engine. A domain's net module lists it in `HttpDomain::config`.
+#[derive(Clone, Copy)]
+pub struct ConfigSection {
+    pub name: &'static str,
+    /// Reads the section's table (if given) into the engine config; every error names its key.
+    pub load: fn(Option<toml::Value>, &mut EngineConfig) -> Result<(), Error>,
+    /// The section's effective and default values (`ServerConfig::describe`).
+    pub show: fn(&EngineConfig) -> (serde_json::Value, serde_json::Value),
+}
+
+/// The section of domain config type `T`.
+pub const fn section<T: DomainConfig>() -> ConfigSection {
+    ConfigSection {
+        name: T::SECTION,
+        load: load_section::<T>,
+        show: show_section::<T>,
+    }
+}
+
+fn load_section<T: DomainConfig>(
+    value: Option<toml::Value>,
+    engine: &mut EngineConfig,
+) -> Result<(), Error> {
+    let table = match value {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => {
+            return Err(Error::Config(format!(
+                "key `{}` is a section, not a value",
+                T::SECTION
+            )))
+        }
+    };
+    check_each_key::<T>(&table, &[T::SECTION])?;
+    let section = toml::Value::Table(table).try_into::<T>().map_err(|e| {
+        Error::Config(format!(
+            "[{}] {}",
+            T::SECTION,
+            e.to_string().replace('\n', " ")
+        ))
+    })?;
+    section.validate().map_err(Error::Config)?;
+    *engine.section_mut::<T>() = section;
+    Ok(())
+}
+
+fn show_section<T: DomainConfig>(engine: &EngineConfig) -> (serde_json::Value, serde_json::Value) {
+    let mut engine = engine.clone();
+    let value = serde_json::to_value(&*engine.section_mut::<T>()).unwrap_or_default();
+    (
+        value,
+        serde_json::to_value(T::default()).unwrap_or_default(),
+    )
+}
+
+/// One key for `switchyard config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub key: String,
+    /// As TOML would write it; `unset` for an empty optional key.
+    pub value: String,
+    pub default: String,
+    /// From the key's suffix (`_ms`, `_seconds`, `_bytes`, `_kib`), else empty.
+    pub unit: &'static str,
+}
+
+fn flatten_into(
+    prefix: &str,
+    value: &serde_json::Value,
+    default: &serde_json::Value,
+    rows: &mut Vec<KeyRow>,
+) {
+    let shown = |value: Option<&serde_json::Value>| match value {
+        None | Some(serde_json::Value::Null) => "unset".to_string(),
+        Some(serde_json::Value::String(text)) => format!("{text:?}"),
+        Some(other) => other.to_string(),
+    };
+    let serde_json::Value::Object(map) = value else {
+        return;
+    };
+    for (name, inner) in map {
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let default_inner = default.get(name);
+        match inner {
+            serde_json::Value::Object(_) => flatten_into(
+                &key,
+                inner,
+                default_inner.unwrap_or(&serde_json::Value::Null),
+                rows,
+            ),
+            // A key that proves identity to a third party is never printed, only whether it is set.
+            _ if name.ends_with("_api_key") && !inner.is_null() => rows.push(KeyRow {
+                unit: "",
+                value: "set (hidden)".into(),
+                default: shown(default_inner),
+                key,
+            }),
+            _ => rows.push(KeyRow {
+                unit: unit_of(name),
+                value: shown(Some(inner)),
+                default: shown(default_inner),
+                key,
+            }),
+        }
+    }
+}
+
+fn unit_of(name: &str) -> &'static str {
+    [
+        ("_ms", "ms"),
+        ("_seconds", "s"),
+        ("_bytes", "bytes"),
+        ("_kib", "KiB"),
+        ("_per_minute", "per minute"),
+    ]
+    .iter()
+    .find(|(suffix, _)| name.ends_with(suffix) || name.contains(&format!("{suffix}_")))
+    .map_or("", |(_, unit)| unit)
 }
 
 /// Applies one `KEY=VALUE` to the table. The value is a TOML value when it parses as one
@@ -703,7 +756,13 @@ fn parse_set_value(raw: &str) -> toml::Value {
 
 /// Deserializes every leaf key on its own, in a table that holds only that key, so an unknown
 /// key or a wrongly typed value is reported with its dotted name.
-fn check_each_key(table: &toml::Table) -> Result<(), Error> {
+/// Deserializes each leaf of `table` on its own as a `T` (the table being under `prefix`), so an
+/// unknown key or a wrong type is reported with its dotted key even though serde does not track
+/// paths.
+fn check_each_key<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    prefix: &[&str],
+) -> Result<(), Error> {
     let mut leaves = Vec::new();
     collect_leaves(table, &mut Vec::new(), &mut leaves);
     for (path, value) in leaves {
@@ -713,14 +772,15 @@ fn check_each_key(table: &toml::Table) -> Result<(), Error> {
             wrapper.insert(segment.to_string(), single);
             single = toml::Value::Table(wrapper);
         }
-        if let Err(error) = single.try_into::<ServerConfig>() {
+        if let Err(error) = single.try_into::<T>() {
             // toml appends "\nin `section`"; the key named here is more precise, and the
             // message must stay on one line.
             let message = error.to_string();
             let first_line = message.lines().next().unwrap_or_default().trim();
+            let key: Vec<&str> = prefix.iter().copied().chain(path.iter().copied()).collect();
             return Err(Error::Config(format!(
                 "key `{}`: {first_line}",
-                path.join("."),
+                key.join("."),
             )));
         }
     }
@@ -755,7 +815,23 @@ mod tests {
     }
 
     fn build(items: &[&str]) -> Result<ServerConfig, Error> {
-        ServerConfig::build(None, &sets(items), Flags::default(), no_env)
+        build_with(None, &sets(items), Flags::default(), no_env)
+    }
+
+    fn build_with(
+        file: Option<&Path>,
+        sets: &[String],
+        flags: Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ServerConfig, Error> {
+        ServerConfig::build(file, sets, flags, env, &crate::domains::config_sections())
+    }
+
+    fn work(config: &ServerConfig) -> switchyard_engine::work::WorkConfig {
+        config
+            .engine_config()
+            .section_mut::<switchyard_engine::work::WorkConfig>()
+            .clone()
     }
 
     #[test]
@@ -766,11 +842,12 @@ mod tests {
         assert_eq!(config.limits.max_body_bytes, 1_048_576);
         assert_eq!(config.limits.max_posts_per_user, None);
         assert_eq!(config.limits.max_likes_per_user, None);
-        assert_eq!(config.work.bucket_size, 180);
-        assert_eq!(config.work.max_buckets_per_request, 10);
-        assert_eq!(config.work.lease_seconds, 7200);
-        assert_eq!(config.work.max_expiries, 5);
-        assert_eq!(config.work.leased_buckets_per_client_max, 100);
+        let work = work(&config);
+        assert_eq!(work.bucket_size, 180);
+        assert_eq!(work.max_buckets_per_request, 10);
+        assert_eq!(work.lease_seconds, 7200);
+        assert_eq!(work.max_expiries, 5);
+        assert_eq!(work.leased_buckets_per_client_max, 100);
         assert_eq!(config.auth.verified_token_cache_entries, 65_536);
         assert_eq!(config.market.rate_limit_per_minute, 60);
         assert_eq!(config.market.max_price_age_seconds, 300);
@@ -855,7 +932,7 @@ mod tests {
             ENV_JWT_SECRET => Some("secret".to_string()),
             _ => None,
         };
-        let config = ServerConfig::build(
+        let config = build_with(
             Some(&path),
             &sets(&["limits.max_body_bytes=4096"]),
             flags.clone(),
@@ -879,7 +956,7 @@ mod tests {
             admin_token: Some("from-flag".into()),
             ..flags
         };
-        let config = ServerConfig::build(Some(&path), &[], flags, env).expect("valid");
+        let config = build_with(Some(&path), &[], flags, env).expect("valid");
         assert_eq!(config.secrets.admin_token.as_deref(), Some("from-flag"));
     }
 
@@ -916,19 +993,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[work]\nbucket_size = \"big\"\n").expect("write");
-        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+        let error = build_with(Some(&path), &[], Flags::default(), no_env)
             .expect_err("wrong type")
             .to_string();
         assert!(error.contains("`work.bucket_size`"), "{error}");
 
         std::fs::write(&path, "[work]\nbucket_sise = 3\n").expect("write");
-        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+        let error = build_with(Some(&path), &[], Flags::default(), no_env)
             .expect_err("unknown")
             .to_string();
         assert!(error.contains("`work.bucket_sise`"), "{error}");
 
         std::fs::write(&path, "[work\n").expect("write");
-        let error = ServerConfig::build(Some(&path), &[], Flags::default(), no_env)
+        let error = build_with(Some(&path), &[], Flags::default(), no_env)
             .expect_err("syntax")
             .to_string();
         assert!(error.contains("bad.toml"), "{error}");
@@ -989,10 +1066,75 @@ mod tests {
             compat: vec!["social".into(), "chat".into()],
             ..Flags::default()
         };
-        let error = ServerConfig::build(None, &[], flags, no_env)
+        let error = build_with(None, &[], flags, no_env)
             .expect_err("unknown compat")
             .to_string();
         assert!(error.contains("`chat`"), "{error}");
+    }
+
+    /// README's key table lists every key `switchyard config` knows, and no other: a key added
+    /// to a config struct without a README row (or a row left behind) fails here.
+    #[test]
+    fn readme_lists_every_key() {
+        let readme = include_str!("../../README.md");
+        let mut rows = readme
+            .lines()
+            .skip_while(|line| !line.starts_with("| key | default | meaning |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'));
+        let mut listed = std::collections::BTreeSet::new();
+        for row in rows.by_ref() {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            // `(or its old name `x`)` names an alias, not a key of its own.
+            let first = first.split("old name").next().unwrap_or_default();
+            for key in first.split('`').skip(1).step_by(2) {
+                assert!(listed.insert(key.to_string()), "README lists `{key}` twice");
+            }
+        }
+        assert!(!listed.is_empty(), "README has no key table");
+        let known: std::collections::BTreeSet<String> = build(&[])
+            .expect("defaults are valid")
+            .describe(&crate::domains::config_sections())
+            .into_iter()
+            .map(|row| row.key)
+            .collect();
+        let missing: Vec<_> = known.difference(&listed).collect();
+        let unknown: Vec<_> = listed.difference(&known).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "README's key table is out of date: missing {missing:?}, not keys {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn describe_hides_api_keys() {
+        let config = build(&[
+            "social.hunter_api_key=hk-secret-1",
+            "social.clearbit_api_key=cb-secret-2",
+        ])
+        .expect("valid");
+        let rows = config.describe(&crate::domains::config_sections());
+        for row in &rows {
+            assert!(
+                !row.value.contains("secret") && !row.default.contains("secret"),
+                "{} shows its value",
+                row.key
+            );
+        }
+        let hunter = rows
+            .iter()
+            .find(|row| row.key == "social.hunter_api_key")
+            .expect("listed");
+        assert_eq!(hunter.value, "set (hidden)");
+        let port = rows
+            .iter()
+            .find(|row| row.key == "server.listen")
+            .expect("listed");
+        assert!(
+            port.value.contains("8080"),
+            "other values are shown: {}",
+            port.value
+        );
     }
 
     #[test]

@@ -232,8 +232,12 @@ pub struct SocialStats {
 
 pub use crate::Page;
 
-/// Ground rules and costs of the social workload.
-#[derive(Debug, Clone)]
+/// Ground rules and costs of the social workload. The server reads them from the keys API.md
+/// names (`limits.max_posts_per_user`, `limits.max_likes_per_user`,
+/// `auth.password_hash_memory_kib`, `auth.password_hash_iterations`); this `Default` is the
+/// only statement of their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SocialConfig {
     /// `limits.max_posts_per_user`: unset = no limit.
     pub max_posts_per_user: Option<u64>,

@@ -3,8 +3,10 @@
 use super::BUCKET_SIZE_MAX;
 use crate::config::DomainConfig;
 
-/// The work workload's limits (`work.*` in the server config).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The work workload's limits (`work.*` in the server config: this struct is that section's
+/// schema, and its `Default` the only statement of the defaults).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkConfig {
     /// Items per bucket (`work.bucket_size`). A bucket is also the unit of a report, so it
     /// bounds the size of one WAL record.
@@ -67,30 +69,30 @@ impl WorkConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.bucket_size == 0 || self.bucket_size > BUCKET_SIZE_MAX {
             return Err(format!(
-                "work.bucket_size must be 1..={BUCKET_SIZE_MAX}, got {}",
+                "`work.bucket_size` must be 1..={BUCKET_SIZE_MAX}, got {}",
                 self.bucket_size
             ));
         }
         if self.lease_seconds == 0 || self.lease_seconds > 30 * 24 * 3600 {
-            return Err("work.lease_seconds must be 1..=2592000".into());
+            return Err("`work.lease_seconds` must be 1..=2592000".into());
         }
         if self.max_expiries == 0 {
-            return Err("work.max_expiries must be at least 1".into());
+            return Err("`work.max_expiries` must be at least 1".into());
         }
         if self.max_buckets_per_request == 0 || self.leased_buckets_per_client_max == 0 {
             return Err(
-                "work.max_buckets_per_request and work.leased_buckets_per_client_max must be at least 1"
+                "`work.max_buckets_per_request` and `work.leased_buckets_per_client_max` must be at least 1"
                     .into(),
             );
         }
         if self.formation_spread == 0 || self.formation_spread > 64 {
-            return Err("work.formation_spread must be 1..=64".into());
+            return Err("`work.formation_spread` must be 1..=64".into());
         }
         if self.pool_items_max == 0 || self.pool_items_max > u32::MAX as usize {
-            return Err(format!("work.pool_items_max must be 1..={}", u32::MAX));
+            return Err(format!("`work.pool_items_max` must be 1..={}", u32::MAX));
         }
         if self.clients_max == 0 {
-            return Err("work.clients_max must be at least 1".into());
+            return Err("`work.clients_max` must be at least 1".into());
         }
         // Records stay within RECORD_BYTES_BUDGET by construction: one formed bucket always fits
         // (BUCKET_SIZE_MAX), a lease forms no more buckets than fit, and a report larger than

@@ -21,6 +21,7 @@ use std::pin::Pin;
 use switchyard_engine::runtime::effects::EffectPool;
 
 use crate::app::App;
+use crate::config::ConfigSection;
 use crate::error::Error;
 use crate::openapi::Document;
 use crate::router::Route;
@@ -42,6 +43,9 @@ pub struct HttpDomain {
     /// The worker pools that run the effects its engine side asks for, given to
     /// `Engine::open_with_effects` (none when it asks for none).
     pub effects: fn() -> Result<Vec<EffectPool>, Error>,
+    /// Its configuration section, read by the engine's own type for it
+    /// (`crate::config::section::<T>()`); `None` when it has none.
+    pub config: Option<ConfigSection>,
 }
 
 impl HttpDomain {
@@ -54,6 +58,15 @@ impl HttpDomain {
     pub fn no_effects() -> Result<Vec<EffectPool>, Error> {
         Ok(Vec::new())
     }
+}
+
+/// Every domain's configuration section, for `ServerConfig::build`.
+pub fn config_sections() -> Vec<ConfigSection> {
+    DOMAINS
+        .iter()
+        .filter_map(|domain| domain.config.as_ref())
+        .copied()
+        .collect()
 }
 
 /// Every domain's effect pools, for `Engine::open_with_effects`.

@@ -37,6 +37,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     describe,
     metrics: HttpDomain::no_metrics,
     effects: effects::pools,
+    config: None,
 };
 
 fn routes() -> Vec<Route> {

@@ -52,6 +52,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     describe,
     metrics,
     effects: HttpDomain::no_effects,
+    config: None,
 };
 
 /// The security scheme of user tokens.

@@ -49,6 +49,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     describe,
     metrics,
     effects: HttpDomain::no_effects,
+    config: Some(crate::config::section::<switchyard_engine::work::WorkConfig>()),
 };
 
 /// The security scheme of work client tokens.
