@@ -223,61 +223,6 @@ pub struct WorkStats {
     pub clients: Vec<ClientStats>,
 }
 
-impl WorkStats {
-    /// Appends the pool totals and per-client counters in the Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(out, "# TYPE switchyard_work_items gauge");
-        for (state, count) in [
-            ("pending", self.items.pending),
-            ("leased", self.items.leased),
-            ("done", self.items.done),
-        ] {
-            let _ = writeln!(out, "switchyard_work_items{{state=\"{state}\"}} {count}");
-        }
-        let _ = writeln!(out, "# TYPE switchyard_work_buckets gauge");
-        for (state, count) in [
-            ("open", self.buckets.open),
-            ("leased", self.buckets.leased),
-            ("dead", self.buckets.dead),
-        ] {
-            let _ = writeln!(out, "switchyard_work_buckets{{state=\"{state}\"}} {count}");
-        }
-        let active = self.clients.iter().filter(|client| client.active).count();
-        let _ = writeln!(
-            out,
-            "# TYPE switchyard_work_clients_active gauge\nswitchyard_work_clients_active {active}"
-        );
-        for (name, value) in [
-            (
-                "buckets_assigned",
-                client_sum(&self.clients, |c| c.buckets_assigned),
-            ),
-            (
-                "buckets_completed",
-                client_sum(&self.clients, |c| c.buckets_completed),
-            ),
-            (
-                "buckets_expired",
-                client_sum(&self.clients, |c| c.buckets_expired),
-            ),
-            (
-                "rejected_updates",
-                client_sum(&self.clients, |c| c.rejected_updates),
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# TYPE switchyard_work_{name}_total counter\nswitchyard_work_{name}_total {value}"
-            );
-        }
-    }
-}
-
-fn client_sum(clients: &[ClientStats], field: impl Fn(&ClientStats) -> u64) -> u64 {
-    clients.iter().map(field).sum()
-}
-
 /// A dead-lettered bucket: it expired `expiries` times; its unfinished items are parked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadBucketView {
