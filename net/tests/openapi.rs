@@ -58,6 +58,46 @@ fn the_openapi_document_is_served_as_openapi_3_1() {
     assert!(document["paths"].as_object().is_some_and(|p| !p.is_empty()));
 }
 
+/// `GET /docs` renders the document with no internet access: every script and stylesheet the
+/// page names is a path on this server, each is served from the binary, and the page, the
+/// stylesheet and the script name no other host (no CDN, no outside validator).
+#[test]
+fn docs_page_needs_nothing_from_outside_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let page = request(server.addr, "GET", "/docs", None);
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = page.text();
+    let mut assets = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (at, _) in html.match_indices(attribute) {
+            let rest = &html[at + attribute.len()..];
+            let end = rest.find('"').expect("closing quote");
+            assets.push(rest[..end].to_string());
+        }
+    }
+    assert!(
+        assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")),
+        "the page names its script and stylesheet: {assets:?}"
+    );
+    assert!(html.contains("/api/v1/openapi.json"), "the page loads the served document");
+    assert!(html.contains("validatorUrl: null"), "no outside validator");
+    for asset in &assets {
+        assert!(asset.starts_with('/'), "{asset} is not a path on this server");
+        let response = request(server.addr, "GET", asset, None);
+        assert_eq!(response.status, 200, "{asset}");
+        assert!(response.body.len() > 1000, "{asset}: {} bytes", response.body.len());
+        let text = response.text();
+        for host in ["unpkg.com", "cdn.jsdelivr", "cdnjs.", "fonts.googleapis"] {
+            assert!(!text.contains(host), "{asset} names {host}");
+        }
+    }
+    for host in ["http://", "https://"] {
+        assert!(!html.contains(host), "the page names an outside address ({host})");
+    }
+}
+
 /// `(method, pattern)` pairs the router mounts, over the default configuration and one with every
 /// compatibility set on (compat routes are documented whether or not a server mounts them).
 fn mounted_routes() -> BTreeSet<(String, String)> {
