@@ -23,7 +23,7 @@ fn open_engine() -> (tempfile::TempDir, Engine) {
         .tempdir_in("/var/tmp")
         .unwrap();
     let mut config = EngineConfig::new(dir.path());
-    config.social = SocialConfig::for_tests();
+    *config.section_mut::<SocialConfig>() = SocialConfig::for_tests();
     config.mailbox_depth_max = 1 << 16;
     let engine = Engine::open(config).unwrap();
     (dir, engine)

@@ -207,7 +207,9 @@ impl WorkTransport for DuplicatingResults {
 fn a_duplicated_result_is_a_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::for_tests(dir.path());
-    config.work.bucket_size = 10;
+    config
+        .section_mut::<switchyard_engine::work::WorkConfig>()
+        .bucket_size = 10;
     let inner = EmbeddedTransport::open(config).unwrap();
     let liar = Arc::new(DuplicatingResults { inner });
     let report = runtime().block_on(work::run(liar.clone(), options(0)));

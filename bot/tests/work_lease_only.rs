@@ -241,8 +241,12 @@ impl WorkTransport for Liar {
 fn run_liar(lie: Lie) -> (switchyard_bot::Report, Option<LeasedBucket>) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = EngineConfig::for_tests(dir.path());
-    config.work.bucket_size = 7;
-    config.work.lease_seconds = 3600;
+    config
+        .section_mut::<switchyard_engine::work::WorkConfig>()
+        .bucket_size = 7;
+    config
+        .section_mut::<switchyard_engine::work::WorkConfig>()
+        .lease_seconds = 3600;
     let liar = Arc::new(Liar {
         inner: EmbeddedTransport::open(config).unwrap(),
         lie,

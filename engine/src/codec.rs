@@ -40,8 +40,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Appends the encoding of `value` to `buffer`.
 pub fn encode_into<T: Serialize>(value: &T, buffer: &mut Vec<u8>) {
-    let bytes = encode(value);
-    buffer.extend_from_slice(&bytes);
+    // Invariant: as in `encode`.
+    bincode::serde::encode_into_std_write(value, buffer, config()).expect("encodable value");
+}
+
+/// Decodes one value from the front of `bytes`; returns it with the number of bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|error| Error::Store(format!("decode failed (format {FORMAT_VERSION}): {error}")))
 }
 
 /// Decodes a whole buffer; trailing bytes are an error.

@@ -1,5 +1,8 @@
-//! The engine's configuration: one struct, every field a named limit with its unit last and a
-//! default. `net` fills it from TOML and `--set`; tests use `EngineConfig::for_tests`.
+//! The engine's configuration: the runtime's limits (every field a named limit with its unit last
+//! and a default) and one section per domain. A domain's section is its own type
+//! ([`DomainConfig`]), kept in [`EngineConfig`]'s sections by type and registered with the
+//! domain (`runtime::Registry::config`), so this module names no domain. `net` fills it from
+//! TOML and `--set`; tests use `EngineConfig::for_tests`.
 
 use std::path::PathBuf;
 
@@ -55,12 +58,21 @@ impl WalConfig {
 
 /// Everything the engine needs to open. Built by `net` from TOML and `--set`, or by an embedding
 /// program directly.
-#[derive(Debug, Clone)]
+///
+/// Its serde form is the server's `[engine]` section, the schema of those keys: every field
+/// but the data dir, the durability pair (top-level keys of the server) and the domain sections
+/// (each domain's own section), with the defaults of [`EngineConfig::new`], the only place they
+/// are stated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EngineConfig {
     /// The data directory: `wal/` (segments), `checkpoint.redb` (checkpoints), `LOCK`.
+    #[serde(skip)]
     pub data_dir: PathBuf,
+    #[serde(skip)]
     pub durability: Durability,
     /// In `batch` durability, the interval between fdatasyncs (the data-loss window).
+    #[serde(skip)]
     pub durability_batch_ms: u64,
     /// Number of actor arbiters (threads). Ids hash to a shard.
     pub shards: usize,
@@ -81,16 +93,129 @@ pub struct EngineConfig {
     /// The checkpoint store's (redb's) cache size: a tenth of it buffers writes, the rest caches
     /// pages read. Key `engine.store_cache_bytes` (`engine.sled_cache_bytes`, its name before
     /// redb, still works).
+    #[serde(alias = "sled_cache_bytes")]
     pub store_cache_bytes: u64,
+    /// Effects logged and waiting to be handed to their worker pools; when full, a command that
+    /// would enqueue more is refused with `Overloaded` (503) until the pools catch up.
+    pub effects_queue_depth_max: usize,
+    /// How often pending effects are swept (handed out again if due and not in flight): bounds
+    /// how late a retry or a skipped handoff runs.
+    pub effects_sweep_ms: u64,
     /// Start even when the WAL ends below the highest LSN checkpointed snapshots reflect (acknowledged
     /// records lost by the disk or a truncated log): the engine goes on above that LSN, keeping
     /// what the snapshots hold. Off by default, so such a loss stops start-up with both LSNs
     /// named; an operator turns it on once, knowingly.
     pub recovery_accept_wal_loss: bool,
-    /// The social workload's ground rules and password hashing cost.
-    pub social: crate::social::SocialConfig,
-    /// The work workload's limits (`work.*`).
-    pub work: crate::work::WorkConfig,
+    /// One section per domain, by type (see [`DomainConfig`]); missing ones are filled with
+    /// their defaults when the engine opens.
+    #[serde(skip)]
+    pub sections: Sections,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::new("")
+    }
+}
+
+/// A domain's configuration section. Its serde form is the schema of the section's keys (the
+/// server reads and prints them through it), with the defaults of its `Default`, the only place
+/// they are stated.
+pub trait DomainConfig:
+    std::any::Any
+    + Clone
+    + std::fmt::Debug
+    + Default
+    + Send
+    + Sync
+    + Serialize
+    + serde::de::DeserializeOwned
+    + 'static
+{
+    /// The section's name in the configuration (`work` for `work.*` keys).
+    const SECTION: &'static str;
+
+    /// Checks ranges and relations between this section's limits.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Domain config sections, one per type.
+#[derive(Default)]
+pub struct Sections(std::collections::BTreeMap<&'static str, Box<dyn AnySection>>);
+
+trait AnySection: std::any::Any + std::fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    fn clone_box(&self) -> Box<dyn AnySection>;
+}
+
+impl<T: DomainConfig> AnySection for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn clone_box(&self) -> Box<dyn AnySection> {
+        Box::new(self.clone())
+    }
+}
+
+impl Clone for Sections {
+    fn clone(&self) -> Self {
+        Sections(
+            self.0
+                .iter()
+                .map(|(name, section)| (*name, section.clone_box()))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+impl EngineConfig {
+    /// Section `T`. Panics if it is missing, which cannot happen inside an open engine (it fills
+    /// every registered section): before opening, use [`EngineConfig::section_mut`].
+    pub fn section<T: DomainConfig>(&self) -> &T {
+        // Invariant: see the doc comment.
+        self.sections
+            .0
+            .get(T::SECTION)
+            .and_then(|section| section.as_ref().as_any().downcast_ref::<T>())
+            .unwrap_or_else(|| panic!("config section {} is not set", T::SECTION))
+    }
+
+    /// Section `T`, created with its defaults if missing.
+    pub fn section_mut<T: DomainConfig>(&mut self) -> &mut T {
+        let section = self
+            .sections
+            .0
+            .entry(T::SECTION)
+            .or_insert_with(|| Box::new(T::default()));
+        // Invariant: a section is stored under its type's SECTION, so the name finds the type.
+        section
+            .as_mut()
+            .as_any_mut()
+            .downcast_mut::<T>()
+            .expect("a section of its own type")
+    }
+
+    /// Whether a section of this type is set.
+    pub fn has_section(&self, type_id: std::any::TypeId) -> bool {
+        self.sections
+            .0
+            .values()
+            .any(|section| section.as_ref().as_any().type_id() == type_id)
+    }
 }
 
 impl EngineConfig {
@@ -110,19 +235,20 @@ impl EngineConfig {
             wal_preallocate: true,
             store_cache_bytes: 256 * 1024 * 1024,
             recovery_accept_wal_loss: false,
-            social: crate::social::SocialConfig::default(),
-            work: crate::work::WorkConfig::default(),
+            effects_queue_depth_max: 65_536,
+            effects_sweep_ms: 1_000,
+            sections: Sections::default(),
         }
     }
 
-    /// Small, fast settings for tests: tiny segments, no preallocation, frequent checkpoints.
-    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+    /// Small, fast runtime settings for tests: tiny segments, no preallocation, frequent
+    /// checkpoints (`EngineConfig::for_tests` adds each domain's).
+    pub fn for_tests_runtime(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             wal_segment_bytes_max: 256 * 1024,
             wal_preallocate: false,
             checkpoint_interval_ms: 50,
             store_cache_bytes: 8 * 1024 * 1024,
-            social: crate::social::SocialConfig::for_tests(),
             ..EngineConfig::new(data_dir)
         }
     }
@@ -144,10 +270,12 @@ impl EngineConfig {
         if self.timer_tick_ms == 0 || self.checkpoint_interval_ms == 0 {
             return Err("timer_tick_ms and checkpoint_interval_ms must be at least 1".into());
         }
+        if self.effects_queue_depth_max == 0 || self.effects_sweep_ms == 0 {
+            return Err("effects_queue_depth_max and effects_sweep_ms must be at least 1".into());
+        }
         if self.durability_batch_ms == 0 {
             return Err("durability_batch_ms must be at least 1".into());
         }
-        self.work.validate()?;
         Ok(())
     }
 

@@ -11,8 +11,26 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Domain, DomainEvent, Entity, Event, Kind, Registry};
 use crate::store::{SnapshotBatch, Store};
+
+/// The demo domain: registered in `lib.rs`'s `domains!`.
+pub const DOMAIN: Demo = Demo;
+
+/// The counter kind.
+pub const COUNTER: Kind = Kind::new(1);
+
+pub struct Demo;
+
+impl Domain for Demo {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.kind::<Counter>("counter");
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CounterEvent {
@@ -30,6 +48,27 @@ pub enum CounterEvent {
     },
     /// The scheduled add ran.
     ScheduleRan,
+    /// A notification of the new value was asked for (an effect, `DemoNotice`); the counter's
+    /// `seq`-th.
+    Notified { seq: u64 },
+}
+
+/// The effect kind of a counter's notifications.
+pub const NOTIFY_EFFECT: &str = "demo.notify";
+
+/// What a `demo.notify` effect carries: POST the counter's new value to `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DemoNotice {
+    pub url: String,
+    pub counter: u64,
+    pub value: i64,
+    pub seq: u64,
+}
+
+impl DemoNotice {
+    pub fn decode(payload: &[u8]) -> Result<DemoNotice> {
+        crate::codec::decode(payload)
+    }
 }
 
 #[derive(Debug)]
@@ -46,6 +85,12 @@ pub enum CounterCommand {
     },
     /// The timer command: run the schedule if it is due.
     RunSchedule,
+    /// Adds `by` and asks for a notification of the new value to `url` (an effect that runs
+    /// once the add is durable; its idempotency key is `demo-counter-<id>-<seq>`).
+    AddNotify {
+        by: i64,
+        url: String,
+    },
     Get,
 }
 
@@ -65,6 +110,9 @@ pub struct Counter {
     value: i64,
     mirrors: BTreeMap<u64, i64>,
     scheduled: Option<(i64, u64)>,
+    /// Notifications asked for so far.
+    notified: u64,
+    notified_dirty: bool,
     value_dirty: bool,
     schedule_dirty: bool,
     mirrors_dirty: Vec<u64>,
@@ -83,6 +131,7 @@ impl Counter {
 
 const VALUE: &[u8] = b"value";
 const SCHEDULE: &[u8] = b"schedule";
+const NOTIFIED: &[u8] = b"notified";
 
 /// A snapshot part, as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,16 +139,22 @@ enum Part {
     Value(i64),
     Mirror(i64),
     Schedule(Option<(i64, u64)>),
+    Notified(u64),
 }
 const MIRROR: &[u8] = b"mirror/";
 
+impl DomainEvent for CounterEvent {
+    const TAG: u32 = 0;
+}
+
 impl Entity for Counter {
-    const KIND: Kind = Kind::Counter;
+    const KIND: Kind = COUNTER;
+    type Event = CounterEvent;
     type Command = CounterCommand;
     type Reply = CounterView;
 
     fn load(id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::Counter, id);
+        let key = ActorKey::new(COUNTER, id);
         let mut counter = Counter {
             id,
             ..Counter::default()
@@ -108,6 +163,7 @@ impl Entity for Counter {
             match part {
                 Part::Value(value) => counter.value = value,
                 Part::Schedule(scheduled) => counter.scheduled = scheduled,
+                Part::Notified(count) => counter.notified = count,
                 Part::Mirror(value) => {
                     let from: [u8; 8] = sub[MIRROR.len()..]
                         .try_into()
@@ -128,7 +184,7 @@ impl Entity for Counter {
                 Ok(Decision {
                     events: vec![(
                         ctx.key,
-                        Event::Counter(CounterEvent::Scheduled { by, at_ms }),
+                        Event::new(CounterEvent::Scheduled { by, at_ms }),
                     )],
                     reply: view,
                 })
@@ -140,21 +196,48 @@ impl Entity for Counter {
                     view.scheduled = None;
                     Ok(Decision {
                         events: vec![
-                            (ctx.key, Event::Counter(CounterEvent::Added { by })),
-                            (ctx.key, Event::Counter(CounterEvent::ScheduleRan)),
+                            (ctx.key, Event::new(CounterEvent::Added { by })),
+                            (ctx.key, Event::new(CounterEvent::ScheduleRan)),
                         ],
                         reply: view,
                     })
                 }
                 _ => Ok(Decision::read(self.view())),
             },
+            CounterCommand::AddNotify { by, url } => {
+                let value = self
+                    .value
+                    .checked_add(by)
+                    .ok_or_else(|| Error::conflict("counter_overflow", "counter would overflow"))?;
+                let seq = self.notified + 1;
+                let notice = DemoNotice {
+                    url,
+                    counter: self.id,
+                    value,
+                    seq,
+                };
+                let mut view = self.view();
+                view.value = value;
+                Ok(Decision {
+                    events: vec![
+                        (ctx.key, Event::new(CounterEvent::Added { by })),
+                        (ctx.key, Event::new(CounterEvent::Notified { seq })),
+                        crate::runtime::outbox::effect(crate::runtime::outbox::Effect {
+                            kind: NOTIFY_EFFECT.to_string(),
+                            key: format!("demo-counter-{}-{seq}", self.id),
+                            payload: crate::codec::encode(&notice),
+                        }),
+                    ],
+                    reply: view,
+                })
+            }
             CounterCommand::Add { by, mirror_to } => {
                 let value = self
                     .value
                     .checked_add(by)
                     // The input is fine; the counter's current value is what makes it fail.
                     .ok_or_else(|| Error::conflict("counter_overflow", "counter would overflow"))?;
-                let mut events = vec![(ctx.key, Event::Counter(CounterEvent::Added { by }))];
+                let mut events = vec![(ctx.key, Event::new(CounterEvent::Added { by }))];
                 if let Some(other) = mirror_to {
                     if other == self.id {
                         return Err(Error::invalid_field(
@@ -164,8 +247,8 @@ impl Entity for Counter {
                         ));
                     }
                     events.push((
-                        ActorKey::new(Kind::Counter, other),
-                        Event::Counter(CounterEvent::Mirrored {
+                        ActorKey::new(COUNTER, other),
+                        Event::new(CounterEvent::Mirrored {
                             from: self.id,
                             value,
                         }),
@@ -181,25 +264,28 @@ impl Entity for Counter {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &CounterEvent) {
         match event {
-            Event::Counter(CounterEvent::Added { by }) => {
+            CounterEvent::Added { by } => {
                 self.value += by;
                 self.value_dirty = true;
             }
-            Event::Counter(CounterEvent::Mirrored { from, value }) => {
+            CounterEvent::Mirrored { from, value } => {
                 self.mirrors.insert(*from, *value);
                 self.mirrors_dirty.push(*from);
             }
-            Event::Counter(CounterEvent::Scheduled { by, at_ms }) => {
+            CounterEvent::Scheduled { by, at_ms } => {
                 self.scheduled = Some((*by, *at_ms));
                 self.schedule_dirty = true;
             }
-            Event::Counter(CounterEvent::ScheduleRan) => {
+            CounterEvent::ScheduleRan => {
                 self.scheduled = None;
                 self.schedule_dirty = true;
             }
-            other => unreachable!("not a counter event: {other:?}"),
+            CounterEvent::Notified { seq } => {
+                self.notified = self.notified.max(*seq);
+                self.notified_dirty = true;
+            }
         }
     }
 
@@ -220,14 +306,75 @@ impl Entity for Counter {
         if std::mem::take(&mut self.value_dirty) {
             batch.put(key, VALUE, &Part::Value(self.value));
         }
+        if std::mem::take(&mut self.notified_dirty) {
+            batch.put(key, NOTIFIED, &Part::Notified(self.notified));
+        }
         for from in std::mem::take(&mut self.mirrors_dirty) {
             let mut sub = MIRROR.to_vec();
             sub.extend_from_slice(&from.to_be_bytes());
             batch.put(key, &sub, &Part::Mirror(self.mirrors[&from]));
         }
     }
+}
 
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.counter
+impl crate::Engine {
+    /// The demonstration counters.
+    pub fn counters(&self) -> Counters<'_> {
+        Counters { engine: self }
+    }
+}
+
+/// The demonstration counters, through [`Engine::counters`].
+pub struct Counters<'a> {
+    engine: &'a crate::Engine,
+}
+
+impl Counters<'_> {
+    /// Adds `by` to counter `id`; with `mirror_to`, records the new value in that counter too,
+    /// atomically. Returns once durable.
+    pub async fn add(&self, id: u64, by: i64, mirror_to: Option<u64>) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Add { by, mirror_to })
+            .await
+    }
+
+    /// Adds `by` to counter `id` (and mirrors it like [`Counters::add`]) one-way: queued at
+    /// once, never awaited (benches, and tests that need to order mailboxes).
+    pub fn add_one_way(&self, id: u64, by: i64, mirror_to: Option<u64>) -> crate::Result<()> {
+        self.engine
+            .shared()
+            .tell::<Counter>(id, CounterCommand::Add { by, mirror_to })
+    }
+
+    /// Reads counter `id` one-way (a pure mailbox round without a reply; for benches).
+    pub fn get_one_way(&self, id: u64) -> crate::Result<()> {
+        self.engine
+            .shared()
+            .tell::<Counter>(id, CounterCommand::Get)
+    }
+
+    /// Adds `by` to counter `id` and asks for a `demo.notify` effect: the new value POSTed to
+    /// `url` once the add is durable, at least once. Returns once durable.
+    pub async fn add_notify(&self, id: u64, by: i64, url: String) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::AddNotify { by, url })
+            .await
+    }
+
+    /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).
+    pub async fn schedule(&self, id: u64, by: i64, at_ms: u64) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Schedule { by, at_ms })
+            .await
+    }
+
+    pub async fn get(&self, id: u64) -> crate::Result<CounterView> {
+        self.engine
+            .shared()
+            .ask::<Counter>(id, CounterCommand::Get)
+            .await
     }
 }

@@ -50,15 +50,26 @@
 pub mod clock;
 pub mod codec;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod failpoints;
+pub mod key;
 pub mod metrics;
 pub mod runtime;
-pub mod social;
 pub mod store;
 pub mod wal;
-pub mod work;
+
+/// Declares the domain folders and registers them, in order: `domains!(a, b)` is `pub mod a;
+/// pub mod b;` and [`DOMAINS`] = `[&a::DOMAIN, &b::DOMAIN]`. Adding a domain is adding its
+/// name here (see ARCHITECTURE.md, "Adding a domain").
+macro_rules! domains {
+    ($($domain:ident),* $(,)?) => {
+        $(pub mod $domain;)*
+        /// Every domain of this build, in registration order.
+        pub const DOMAINS: &[&dyn runtime::Domain] = &[$(&$domain::DOMAIN),*];
+    };
+}
+
+domains!(demo, social, work);
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,9 +90,7 @@ pub struct Page<T> {
     pub next: Option<u64>,
 }
 
-use runtime::{
-    checkpoint, recovery::Replay, timers::Timers, tracker::Tracker, Directories, Shared,
-};
+use runtime::{checkpoint, recovery::Replay, timers::Timers, tracker::Tracker, Registry, Shared};
 use store::{DirLock, Store};
 use wal::Wal;
 
@@ -132,9 +141,8 @@ struct Inner {
     pass_lock: Arc<Mutex<()>>,
     closed: AtomicBool,
     recovery: RecoveryInfo,
-    post_ids: social::PostIds,
-    authors: social::AuthorCache,
-    like_gate: social::LikeGate,
+    /// Each domain's shared state (caches, id allocators: `Domain::start`), by type.
+    states: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
     // Field order is drop order: the lock goes after `shared` (and so the checkpoint store).
     _lock: DirLock,
 }
@@ -164,15 +172,33 @@ impl Engine {
     /// address, so a second server on the same dir is refused before it says it listens. The
     /// engine keeps the lock until it is dropped.
     pub fn open_locked(config: EngineConfig, lock: DirLock, clock: SharedClock) -> Result<Engine> {
+        Engine::open_with_effects(config, lock, clock, Vec::new())
+    }
+
+    /// As [`Engine::open_locked`], with worker pools for the effects the domains ask for
+    /// (`runtime::outbox`): the embedding program gives the handlers (the engine does no network
+    /// I/O). An effect of a kind without a pool stays pending.
+    pub fn open_with_effects(
+        mut config: EngineConfig,
+        lock: DirLock,
+        clock: SharedClock,
+        effect_pools: Vec<runtime::effects::EffectPool>,
+    ) -> Result<Engine> {
+        let registry = runtime::registry_of(DOMAINS);
         config
             .validate()
+            .and_then(|()| registry.complete_config(&mut config))
             .map_err(|message| Error::invalid("invalid_config", message))?;
         let started = std::time::Instant::now();
-        let store = Store::open(&config.data_dir, config.store_cache_bytes)?;
+        let store = Store::open_packed(
+            &config.data_dir,
+            config.store_cache_bytes,
+            registry.packed(),
+        )?;
         let meta = store.meta()?;
         // A data dir of an older readable format is migrated by this open (codec::FORMAT_VERSION).
         let migrating = meta.format_version != 0 && meta.format_version < codec::FORMAT_VERSION;
-        let mut replay = Replay::new(&store);
+        let mut replay = Replay::new(&store, &registry);
         let from = wal::RecoveryFrom {
             after_lsn: meta.coverage_lsn,
             durable_floor: store.snapshot_lsn_max(),
@@ -181,13 +207,10 @@ impl Engine {
         let (wal, report) = Wal::open_from(config.wal_config(), from, |lsn, payload| {
             replay.apply_record(lsn, payload)
         })?;
-        if migrating && work::pool::has_legacy_clients(&store)? {
-            // Format 4 kept work clients' external ids in plain text: load the pool (which
-            // hashes them) so the checkpoint below rewrites its client parts now.
-            replay.include(runtime::ActorKey::new(
-                runtime::Kind::WorkPool,
-                work::pool::POOL_ID,
-            ))?;
+        if migrating {
+            for domain in DOMAINS {
+                domain.migrate(meta.format_version, &store, &mut replay)?;
+            }
         }
         let records_replayed = replay.records;
         let events_applied = replay.events_applied;
@@ -209,10 +232,18 @@ impl Engine {
                 );
             }
         }
-        let post_ids = social::PostIds::new(social::posts::PostIndex::next_post_id(&store)?);
+        let mut states = std::collections::HashMap::new();
+        for domain in DOMAINS {
+            if let Some(state) = domain.start(&store, &config)? {
+                states.insert(state.as_ref().type_id(), state);
+            }
+        }
         let (system, system_thread, shards) = start_actor_system(config.shards)?;
+        let coverage_lsn = last_lsn.max(meta.coverage_lsn);
+        let config_effects_depth = config.effects_queue_depth_max;
         let shared = Arc::new(Shared {
             fault: Default::default(),
+            coverage_lsn: std::sync::atomic::AtomicU64::new(coverage_lsn),
             wal,
             store,
             tracker: Tracker::default(),
@@ -221,7 +252,8 @@ impl Engine {
             clock,
             config,
             shards,
-            directories: Directories::default(),
+            registry,
+            effects: runtime::effects::Effects::new(config_effects_depth),
         });
         // Re-arm every durable timer (passivated actors included) from the checkpoint store.
         for (key, deadline) in shared.store.deadlines()? {
@@ -235,6 +267,7 @@ impl Engine {
         let checkpointer =
             spawn_checkpointer(shared.clone(), background.clone(), pass_lock.clone())?;
         let timer_thread = spawn_timer_thread(shared.clone(), background.clone())?;
+        runtime::effects::Effects::start(&shared, effect_pools)?;
         let recovery = RecoveryInfo {
             coverage_lsn: meta.coverage_lsn,
             records_replayed,
@@ -245,7 +278,6 @@ impl Engine {
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
         tracing::info!(?recovery, "engine recovered");
-        let authors = social::AuthorCache::new(shared.config.social.author_cache_entries_max);
         Ok(Engine {
             inner: Arc::new(Inner {
                 shared,
@@ -257,9 +289,7 @@ impl Engine {
                 pass_lock,
                 closed: AtomicBool::new(false),
                 recovery,
-                post_ids,
-                authors,
-                like_gate: social::LikeGate::new(),
+                states,
                 _lock: lock,
             }),
         })
@@ -289,27 +319,37 @@ impl Engine {
         &self.inner.shared.clock
     }
 
-    /// The social workload (see [`social`]).
-    pub fn social(&self) -> social::Social<'_> {
-        social::Social {
-            shared: &self.inner.shared,
-            post_ids: &self.inner.post_ids,
-            authors: &self.inner.authors,
-            like_gate: &self.inner.like_gate,
-            config: &self.inner.shared.config.social,
-        }
+    /// Domain `T`'s shared state (what its `Domain::start` returned).
+    pub(crate) fn state<T: std::any::Any>(&self) -> &T {
+        // Invariant: a domain asks only for the state its own `start` always returns.
+        self.inner
+            .states
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|state| state.downcast_ref::<T>())
+            .expect("the domain's state, made at open")
     }
 
-    /// The work workload (see [`work`]).
-    pub fn work(&self) -> work::Work<'_> {
-        work::Work {
-            shared: &self.inner.shared,
+    /// Every effect logged and not yet completed (`runtime::outbox`), over all outbox actors.
+    pub async fn pending_effects(&self) -> Result<Vec<runtime::outbox::Pending>> {
+        use runtime::outbox::{Outbox, OutboxCommand, OutboxReply, SHARDS};
+        let mut pending = Vec::new();
+        for shard in 0..SHARDS {
+            let command = OutboxCommand::Due {
+                now_ms: u64::MAX,
+                limit: usize::MAX,
+            };
+            if let OutboxReply::Due { due, .. } =
+                self.shared().ask::<Outbox>(shard, command).await?
+            {
+                pending.extend(due);
+            }
         }
+        Ok(pending)
     }
 
-    /// The demonstration counters.
-    pub fn counters(&self) -> Counters<'_> {
-        Counters { engine: self }
+    /// The domain registry of this engine.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.shared.registry
     }
 
     /// Runs a checkpoint pass now (the background checkpointer also runs them).
@@ -328,7 +368,7 @@ impl Engine {
         for key in &due {
             let (ack, done) = tokio::sync::oneshot::channel();
             shared
-                .directories
+                .registry
                 .any(key.kind)
                 .fire_timer(shared, key.id, Some(ack));
             acks.push(done);
@@ -363,9 +403,8 @@ impl Engine {
     pub fn active_actors(&self) -> usize {
         self.inner
             .shared
-            .directories
-            .all()
-            .iter()
+            .registry
+            .directories()
             .map(|directory| directory.active_count())
             .sum()
     }
@@ -412,6 +451,7 @@ impl Engine {
             }
         }
         let shared = &inner.shared;
+        shared.effects.stop();
         // After a fault the last pass is skipped (and reported): a restart recovers from the
         // WAL, which keeps everything the skipped pass would have covered.
         let mut outcome = match shared.stopped() {
@@ -445,6 +485,7 @@ impl Drop for Inner {
                     let _ = thread.join();
                 }
             }
+            self.shared.effects.stop();
             self.system.stop();
             if let Some(thread) = self.system_thread.lock().expect("join lock").take() {
                 let _ = thread.join();
@@ -535,7 +576,7 @@ fn spawn_timer_thread(shared: Arc<Shared>, background: Arc<Background>) -> Resul
                 .take_due(shared.clock.now_ms(), TIMERS_PER_TICK_MAX);
             for key in due {
                 shared
-                    .directories
+                    .registry
                     .any(key.kind)
                     .fire_timer(&shared, key.id, None);
             }
@@ -543,48 +584,136 @@ fn spawn_timer_thread(shared: Arc<Shared>, background: Arc<Background>) -> Resul
         .map_err(|e| Error::io("spawn timer thread", e))
 }
 
-/// The demonstration counters (see [`demo`]).
-pub struct Counters<'a> {
-    engine: &'a Engine,
+impl EngineConfig {
+    /// Small, fast settings for tests: the runtime's ([`EngineConfig::for_tests_runtime`]) and
+    /// each domain's test settings (`Domain::configure_for_tests`: cheap password hashing, ...).
+    pub fn for_tests(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        let mut config = EngineConfig::for_tests_runtime(data_dir);
+        for domain in DOMAINS {
+            domain.configure_for_tests(&mut config);
+        }
+        config
+    }
 }
 
-impl Counters<'_> {
-    /// Adds `by` to counter `id`; with `mirror_to`, records the new value in that counter too,
-    /// atomically. Returns once durable.
-    pub async fn add(&self, id: u64, by: i64, mirror_to: Option<u64>) -> Result<demo::CounterView> {
-        self.engine
-            .shared()
-            .ask::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
-            .await
+#[cfg(test)]
+mod tests {
+    use serde::Serialize;
+
+    use crate::key::ActorKey;
+    use crate::runtime::{Event, Record};
+    use crate::{codec, demo, social, work};
+
+    /// The closed enum every record was written with before domains were registered.
+    #[derive(Serialize)]
+    enum OldEvent {
+        Counter(demo::CounterEvent),
+        Social(social::SocialEvent),
+        Work(work::WorkEvent),
     }
 
-    /// Adds `by` to counter `id` (and mirrors it like [`Counters::add`]) one-way: queued at
-    /// once, never awaited (benches, and tests that need to order mailboxes).
-    pub fn add_one_way(&self, id: u64, by: i64, mirror_to: Option<u64>) -> Result<()> {
-        self.engine
-            .shared()
-            .tell::<demo::Counter>(id, demo::CounterCommand::Add { by, mirror_to })
+    #[derive(Serialize)]
+    struct OldRecord {
+        origin: ActorKey,
+        entries: Vec<(ActorKey, OldEvent)>,
     }
 
-    /// Reads counter `id` one-way (a pure mailbox round without a reply; for benches).
-    pub fn get_one_way(&self, id: u64) -> Result<()> {
-        self.engine
-            .shared()
-            .tell::<demo::Counter>(id, demo::CounterCommand::Get)
-    }
-
-    /// Adds `by` to counter `id` once the clock reaches `at_ms` (a durable timer).
-    pub async fn schedule(&self, id: u64, by: i64, at_ms: u64) -> Result<demo::CounterView> {
-        self.engine
-            .shared()
-            .ask::<demo::Counter>(id, demo::CounterCommand::Schedule { by, at_ms })
-            .await
-    }
-
-    pub async fn get(&self, id: u64) -> Result<demo::CounterView> {
-        self.engine
-            .shared()
-            .ask::<demo::Counter>(id, demo::CounterCommand::Get)
-            .await
+    /// Records encode byte for byte as the closed enum did, and such bytes decode through the
+    /// registry: logs written before domains were registered read unchanged.
+    #[test]
+    fn records_keep_the_closed_enum_encoding() {
+        let registry = crate::runtime::registry_of(crate::DOMAINS);
+        let user = ActorKey::new(social::USER, 300);
+        let index = ActorKey::new(social::POST_INDEX, 0);
+        let pool = ActorKey::new(work::POOL, 0);
+        let counter = ActorKey::new(demo::COUNTER, 7);
+        let cases: Vec<(OldRecord, Record)> = vec![
+            (
+                OldRecord {
+                    origin: counter,
+                    entries: vec![
+                        (
+                            counter,
+                            OldEvent::Counter(demo::CounterEvent::Added { by: -3 }),
+                        ),
+                        (
+                            ActorKey::new(demo::COUNTER, 8),
+                            OldEvent::Counter(demo::CounterEvent::Mirrored { from: 7, value: 9 }),
+                        ),
+                    ],
+                },
+                Record {
+                    origin: counter,
+                    entries: vec![
+                        (counter, Event::new(demo::CounterEvent::Added { by: -3 })),
+                        (
+                            ActorKey::new(demo::COUNTER, 8),
+                            Event::new(demo::CounterEvent::Mirrored { from: 7, value: 9 }),
+                        ),
+                    ],
+                },
+            ),
+            (
+                OldRecord {
+                    origin: user,
+                    entries: vec![(
+                        index,
+                        OldEvent::Social(social::SocialEvent::PostLikes {
+                            post_id: 1 << 40,
+                            likes: 3,
+                        }),
+                    )],
+                },
+                Record {
+                    origin: user,
+                    entries: vec![(
+                        index,
+                        Event::new(social::SocialEvent::PostLikes {
+                            post_id: 1 << 40,
+                            likes: 3,
+                        }),
+                    )],
+                },
+            ),
+            (
+                OldRecord {
+                    origin: pool,
+                    entries: vec![(
+                        pool,
+                        OldEvent::Work(work::WorkEvent::ItemsAdded {
+                            items: vec![("k".into(), -1), ("é".into(), 7)],
+                        }),
+                    )],
+                },
+                Record {
+                    origin: pool,
+                    entries: vec![(
+                        pool,
+                        Event::new(work::WorkEvent::ItemsAdded {
+                            items: vec![("k".into(), -1), ("é".into(), 7)],
+                        }),
+                    )],
+                },
+            ),
+        ];
+        for (old, new) in cases {
+            let bytes = codec::encode(&old);
+            assert_eq!(new.encode(), bytes);
+            let decoded = Record::decode(&bytes, &registry).unwrap();
+            assert_eq!(decoded.origin, new.origin);
+            assert_eq!(
+                format!("{:?}", decoded.entries),
+                format!("{:?}", new.entries)
+            );
+        }
+        // An unknown tag is refused, never misread.
+        let mut bytes = codec::encode(&OldRecord {
+            origin: counter,
+            entries: vec![(counter, OldEvent::Counter(demo::CounterEvent::ScheduleRan))],
+        });
+        let tag_at = bytes.len() - 2;
+        assert_eq!(bytes[tag_at], 0, "the counter tag");
+        bytes[tag_at] = 99;
+        assert!(Record::decode(&bytes, &registry).is_err());
     }
 }

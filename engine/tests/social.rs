@@ -319,7 +319,7 @@ fn engine_author(posts: &[u64], users: &[u64], post: u64) -> u64 {
 async fn ground_rules_limit_posts_and_likes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.social = SocialConfig {
+    *config.section_mut::<SocialConfig>() = SocialConfig {
         max_posts_per_user: Some(2),
         max_likes_per_user: Some(1),
         ..SocialConfig::for_tests()
@@ -359,7 +359,7 @@ async fn the_like_limit_is_exact_under_one_users_concurrent_likes() {
     const MAX: u64 = 3;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
-    config.social = SocialConfig {
+    *config.section_mut::<SocialConfig>() = SocialConfig {
         max_likes_per_user: Some(MAX),
         ..SocialConfig::for_tests()
     };

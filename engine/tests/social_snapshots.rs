@@ -176,7 +176,7 @@ async fn posts_are_written_as_chunks_and_survive_restarts() {
 /// and it names both the short count and the exact like the liker no longer holds.
 #[tokio::test]
 async fn the_checker_names_a_like_its_liker_does_not_hold() {
-    use switchyard_engine::runtime::{ActorKey, Kind};
+    use switchyard_engine::runtime::ActorKey;
     use switchyard_engine::store::{chunked::chunk_sub, Snapshot, SnapshotBatch, Store};
 
     let dir = tempfile::tempdir().unwrap();
@@ -194,7 +194,7 @@ async fn the_checker_names_a_like_its_liker_does_not_hold() {
     };
     {
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let key = ActorKey::new(Kind::User, liker);
+        let key = ActorKey::new(switchyard_engine::social::USER, liker);
         let lsn = store.snapshot_meta(key).unwrap().unwrap().lsn;
         let mut parts = SnapshotBatch::default();
         parts.remove(key, &chunk_sub(b"gave/", 0));

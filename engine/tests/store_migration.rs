@@ -20,7 +20,7 @@ fn config(dir: &Path) -> EngineConfig {
     let mut config = EngineConfig::for_tests(dir);
     config.timer_tick_ms = 3_600_000;
     config.checkpoint_interval_ms = 3_600_000;
-    config.work = WorkConfig::for_tests();
+    *config.section_mut::<WorkConfig>() = WorkConfig::for_tests();
     config
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 use switchyard_engine::config::{Durability, WalConfig};
 use switchyard_engine::error::Error;
 use switchyard_engine::wal::{RecoveryReport, Wal};
@@ -60,20 +62,14 @@ fn append_all(wal: &Wal, payloads: &[Vec<u8>]) -> Records {
     records
 }
 
-/// Deterministic pseudo-random payloads (splitmix64), sizes in `1..=size_max`.
+/// Deterministic pseudo-random payloads (rand's xoshiro256++, the project's seeded generator),
+/// sizes in `1..=size_max`.
 fn payloads(seed: u64, count: usize, size_max: usize) -> Vec<Vec<u8>> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     (0..count)
         .map(|_| {
-            let size = 1 + (next() as usize) % size_max;
-            (0..size).map(|_| next() as u8).collect()
+            let size = rng.random_range(1..=size_max);
+            (0..size).map(|_| rng.random::<u8>()).collect()
         })
         .collect()
 }

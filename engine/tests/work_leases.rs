@@ -503,9 +503,15 @@ async fn eight_concurrent_clients_drain_two_thousand_items_exactly_once() {
     const ITEMS: usize = 2_000;
     let h = Harness::configured(|config| {
         config.shards = 2;
-        config.work.bucket_size = 25;
-        config.work.lease_seconds = 3_600;
-        config.work.seed = None;
+        config
+            .section_mut::<switchyard_engine::work::WorkConfig>()
+            .bucket_size = 25;
+        config
+            .section_mut::<switchyard_engine::work::WorkConfig>()
+            .lease_seconds = 3_600;
+        config
+            .section_mut::<switchyard_engine::work::WorkConfig>()
+            .seed = None;
     });
     let keys = h.add_numbered("item", ITEMS).await;
     let mut tasks = Vec::new();

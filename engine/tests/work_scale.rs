@@ -48,7 +48,7 @@ async fn clients_drain_a_large_pool_exactly_once() {
     if let Some(mib) = knob("WORK_SCALE_SLED_CACHE_MIB") {
         config.store_cache_bytes = mib * 1024 * 1024;
     }
-    config.work = WorkConfig {
+    *config.section_mut::<WorkConfig>() = WorkConfig {
         registrations_per_minute_per_source: 0,
         ..WorkConfig::default()
     };
@@ -182,7 +182,7 @@ async fn lease_throughput() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = EngineConfig::new(dir.path());
         config.shards = 2;
-        config.work = WorkConfig {
+        *config.section_mut::<WorkConfig>() = WorkConfig {
             bucket_size,
             registrations_per_minute_per_source: 0,
             leased_buckets_per_client_max: 1_000_000,

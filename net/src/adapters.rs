@@ -19,7 +19,8 @@
 //! (a private CA or a TLS-inspecting proxy; the tests' loopback CA). A certificate that does not
 //! chain to those roots or does not name the URL's host fails the call like any other adapter
 //! failure. [`Adapters::from_config`] builds what `[social]` turns on; an unreadable or invalid
-//! CA file stops start-up (checked first by `ServerConfig::validate`, via [`load_ca_file`]).
+//! CA file stops start-up (checked first by `ServerConfig::validate`, via
+//! [`crate::tls::load_ca_file`]).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -29,12 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use serde_json::Value;
 use switchyard_engine::metrics::Counter;
@@ -42,6 +41,7 @@ use switchyard_engine::social::Enrichment;
 
 use crate::config::SocialSection;
 use crate::error::{ApiError, Error};
+use crate::tls::load_ca_file;
 
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -72,14 +72,11 @@ pub trait Enricher: Send + Sync {
 /// A TCP connect to an adapter's host gives up after this long (the whole call is also bounded
 /// by `social.adapter_timeout_ms`).
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// The config key naming the extra trusted roots; every CA-file error names it.
-const CA_FILE_KEY: &str = "social.adapter_ca_file";
-
 /// The HTTP client the adapters share (one connection pool, one TLS configuration): `http://`
 /// over plain TCP, `https://` over rustls, HTTP/1 only. Cloning shares the pool.
 #[derive(Clone)]
 pub struct AdapterClient {
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdapterClient {
@@ -113,24 +110,38 @@ impl AdapterClient {
     }
 }
 
-/// The trust anchors in the PEM file of `social.adapter_ca_file`. Every error names the key and
-/// the path: unreadable, not PEM, no `CERTIFICATE` block, or a certificate rustls cannot use as a
-/// trust anchor.
-pub fn load_ca_file(path: &Path) -> Result<RootCertStore, Error> {
-    let pem = std::fs::read(path).map_err(|e| ca_file_error(path, e))?;
-    let mut roots = RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate = certificate.map_err(|e| ca_file_error(path, e))?;
-        roots.add(certificate).map_err(|e| ca_file_error(path, e))?;
+impl AdapterClient {
+    /// POSTs `body` (JSON) to `url` with `headers`; the status, or why there is none within
+    /// `timeout`.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<StatusCode, AdapterFailure> {
+        let mut request = Request::post(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| AdapterFailure(format!("request failed: {}", with_sources(&e))))?;
+            let status = response.status();
+            // Read (and drop) the body so the connection goes back to the pool.
+            let _ = response.into_body().collect().await;
+            Ok(status)
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| AdapterFailure(format!("no answer within {} ms", timeout.as_millis())))?
     }
-    if roots.is_empty() {
-        return Err(ca_file_error(path, "no PEM CERTIFICATE block found"));
-    }
-    Ok(roots)
-}
-
-fn ca_file_error(path: &Path, cause: impl std::fmt::Display) -> Error {
-    Error::Config(format!("key `{CA_FILE_KEY}`: {}: {cause}", path.display()))
 }
 
 /// An error and its sources on one line: hyper-util's client error alone says only "client
@@ -170,7 +181,7 @@ async fn get_json(
     }
     let request = request
         .header("accept", "application/json")
-        .body(Empty::new())
+        .body(Full::new(Bytes::new()))
         .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
     let call = async {
         let response = client
@@ -387,14 +398,8 @@ impl Adapters {
         }
     }
 
-    pub fn render_metrics(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# TYPE switchyard_adapter_failures_total counter\n\
-             switchyard_adapter_failures_total{{adapter=\"email_verifier\"}} {}\n\
-             switchyard_adapter_failures_total{{adapter=\"enrichment\"}} {}",
-            self.verifier_failures.get(),
-            self.enricher_failures.get()
-        );
+    /// Calls that failed or timed out so far: (e-mail verifier, enrichment), for `/metrics`.
+    pub fn failures(&self) -> (u64, u64) {
+        (self.verifier_failures.get(), self.enricher_failures.get())
     }
 }

@@ -1,34 +1,21 @@
-//! [`App`]: the state one running server shares between connections (configuration, router,
-//! metrics, the engine once open, the draining flag) and the per-request pipeline
-//! [`App::handle`]: route → admission (engine open, in-flight limit) → handler → metrics and one
-//! `debug!` line.
+//! [`App`]: the state one running server shares between connections and handlers see as
+//! `ctx.app`: configuration, metrics, auth, the sign-up adapters, throttles, the served OpenAPI
+//! document, the engine once open, the draining flag. The request pipeline that uses it is
+//! [`crate::pipeline`]; this module knows no route.
 //!
-//! Invariants:
-//! - The engine is set once, when it has finished opening; before that every API route answers
-//!   503 `unavailable` with `Retry-After` and changes nothing.
-//! - Every request is counted in the metrics exactly once, under its route pattern.
-//! - An API request with more than one `Authorization` header is 400 `invalid_header` before
-//!   any handler runs (which credential would count is ambiguous).
-//! - A `HEAD` request runs its path's `GET` handler and gets that response's status and headers,
-//!   `Content-Length` included, with no body.
+//! Invariant: the engine is set once, when it has finished opening; before that every API route
+//! answers 503 `unavailable` with `Retry-After` and changes nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
-use hyper::{Method, Request};
 use switchyard_engine::Engine;
 
 use crate::adapters::Adapters;
 use crate::auth::Auth;
 use crate::config::ServerConfig;
-use crate::error::{ApiError, Response};
-use crate::metrics::{HttpMetrics, UNMATCHED_ROUTE};
-use crate::routes::{self, Ctx, Resolved, RouteKind, Router};
+use crate::metrics::HttpMetrics;
 use crate::throttle::Throttle;
 
 /// The throttles of the unauthenticated social routes (see [`crate::throttle`]).
@@ -75,7 +62,9 @@ pub struct App {
     pub adapters: Adapters,
     /// Login and sign-up throttles.
     pub throttles: Throttles,
-    router: Router,
+    /// The OpenAPI document `GET /api/v1/openapi.json` serves, made once at start-up from the
+    /// route table.
+    pub openapi_json: Bytes,
     engine: OnceLock<Engine>,
     draining: AtomicBool,
     /// Round-robin over actor shards for new connections.
@@ -83,22 +72,27 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the router for `config` and the metrics for its routes.
-    pub fn new(config: ServerConfig, auth: Auth, adapters: Adapters) -> Arc<App> {
-        let router = Router::new(routes::table(&config));
-        let metrics = HttpMetrics::new(router.patterns());
+    /// The state of one server; `metrics` knows its route patterns, `openapi_json` is the
+    /// document of its routes (both made by the pipeline from the route table).
+    pub fn new(
+        config: ServerConfig,
+        auth: Auth,
+        adapters: Adapters,
+        metrics: HttpMetrics,
+        openapi_json: Bytes,
+    ) -> App {
         let throttles = Throttles::new(&config.auth);
-        Arc::new(App {
+        App {
             config,
             metrics,
             auth,
             adapters,
             throttles,
-            router,
+            openapi_json,
             engine: OnceLock::new(),
             draining: AtomicBool::new(false),
             next_shard: std::sync::atomic::AtomicUsize::new(0),
-        })
+        }
     }
 
     /// The engine, once it has opened.
@@ -126,83 +120,4 @@ impl App {
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
-
-    /// Handles one request. Never fails: every error becomes a JSON error response.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response {
-        let started = Instant::now();
-        let (head, body) = request.into_parts();
-        let method = head.method.clone();
-        let (index, response) = match self.router.resolve(&head.method, head.uri.path()) {
-            Resolved::NotFound => (
-                self.metrics.unmatched(),
-                ApiError::not_found(format!("no route for {}", head.uri.path())).into_response(),
-            ),
-            Resolved::MethodNotAllowed { index, allow } => {
-                (index, ApiError::method_not_allowed(allow).into_response())
-            }
-            Resolved::Found { route, params } => {
-                let index = route.index;
-                let kind = route.route.kind;
-                let handler = route.route.handler;
-                let authorizations = head.headers.get_all(AUTHORIZATION).iter().count();
-                let admitted = match kind {
-                    RouteKind::Service => Ok(None),
-                    RouteKind::Api if authorizations > 1 => Err(ApiError::invalid_header(
-                        "more than one Authorization header",
-                    )),
-                    RouteKind::Api if self.engine().is_none() => {
-                        Err(ApiError::unavailable("the engine is recovering"))
-                    }
-                    RouteKind::Api => self
-                        .metrics
-                        .try_enter(self.config.limits.max_in_flight)
-                        .map(Some)
-                        .ok_or_else(|| ApiError::overloaded("too many requests in flight")),
-                };
-                let response = match admitted {
-                    Err(error) => error.into_response(),
-                    Ok(_slot) => {
-                        let ctx = Ctx::new(self.clone(), head, body, params);
-                        handler(ctx).await.unwrap_or_else(ApiError::into_response)
-                    }
-                };
-                (index, response)
-            }
-        };
-        let response = if method == Method::HEAD {
-            without_body(response).await
-        } else {
-            response
-        };
-        let elapsed = started.elapsed();
-        let status = response.status().as_u16();
-        self.metrics
-            .record(index, &method, status, elapsed.as_secs_f64());
-        tracing::debug!(
-            %method,
-            route = self.router.patterns().get(index).copied().unwrap_or(UNMATCHED_ROUTE),
-            status,
-            micros = elapsed.as_micros() as u64,
-            "request"
-        );
-        response
-    }
-}
-
-/// The response to a `HEAD`: the `GET` response's status and headers, its `Content-Length`
-/// stated, no body.
-async fn without_body(response: Response) -> Response {
-    let (mut parts, body) = response.into_parts();
-    let length = match body.size_hint().exact() {
-        Some(length) => length,
-        // Our bodies are `Full`, whose size is exact; collecting is the fallback.
-        None => body
-            .collect()
-            .await
-            .map_or(0, |collected| collected.to_bytes().len() as u64),
-    };
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(length));
-    Response::from_parts(parts, Full::new(Bytes::new()))
 }

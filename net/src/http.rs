@@ -1,17 +1,18 @@
-//! Wire helpers every handler uses: reading a request body within its limits, the strict JSON
-//! object reader [`Fields`], query strings ([`Query`], [`Page`]) and JSON responses.
+//! Wire helpers every handler uses: reading a request body within its limits, query strings
+//! ([`Query`], [`Page`], cursors) and responses. Bodies are typed: see [`crate::json`].
 //!
 //! Invariants:
 //! - A body is never held beyond `limits.max_body_bytes`: a declared `Content-Length` over the
 //!   limit is refused before reading, and a chunked body is refused as soon as the running total
 //!   passes it. The whole body must arrive within `limits.body_read_timeout_ms` (else 408).
-//! - Handlers reject unknown fields: every [`Fields`] and [`Query`] ends with `finish()`, which
-//!   fails with `unknown_field` naming a key no accessor consumed.
-//! - Field errors always carry `"field"`: `missing_field` when absent, `invalid_field` when
-//!   present with the wrong type or range (including `null` for a required field).
-//! - A JSON object with a duplicated key, at any depth, is `invalid_json`: no "last one wins".
-//! - An integer field takes what JSON Schema calls an integer: a number without a fractional
-//!   part, so `3`, `3.0` and `3e0` are the same 3 (a schema-driven client may send any of them).
+//! - Handlers reject unknown query parameters: every [`Query`] ends with `finish()`, which fails
+//!   with `unknown_field` naming a parameter no accessor consumed; one given twice is
+//!   `invalid_field`.
+//! - Cursors have one shape, stated by the document (`NextCursor`, the `cursor` parameter).
+//!
+//! Hand-written on purpose: the query reader, because the query rules (a parameter given twice
+//! is an error, integers are plain digits, unknown names are refused) are stricter than a
+//! general form decoder's, and it is a few lines.
 
 use std::time::Duration;
 
@@ -20,9 +21,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::StatusCode;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Number, Value};
+use serde::Serialize;
 
 use crate::error::{ApiError, Response};
 
@@ -85,306 +84,6 @@ where
     })
 }
 
-/// A JSON object from a request body, read one field at a time. Each accessor removes its field;
-/// [`Fields::finish`] rejects whatever is left. Field names in errors are dotted paths for nested
-/// objects (`when.noun`).
-#[derive(Debug)]
-pub struct Fields {
-    map: Map<String, Value>,
-    /// Path of this object inside the body, `""` at the top.
-    prefix: String,
-}
-
-impl Fields {
-    /// Parses a body that must be a JSON object.
-    pub fn parse(bytes: &[u8]) -> Result<Fields, ApiError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::invalid_json(
-                "the body is empty; expected a JSON object",
-            ));
-        }
-        let StrictValue(value) = serde_json::from_slice(bytes)
-            .map_err(|error| ApiError::invalid_json(format!("malformed JSON: {error}")))?;
-        match value {
-            Value::Object(map) => Ok(Fields {
-                map,
-                prefix: String::new(),
-            }),
-            _ => Err(ApiError::invalid_json("the body must be a JSON object")),
-        }
-    }
-
-    /// As [`Fields::parse`], but an empty body is an empty object (routes whose body is optional).
-    pub fn parse_or_empty(bytes: &[u8]) -> Result<Fields, ApiError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Fields {
-                map: Map::new(),
-                prefix: String::new(),
-            });
-        }
-        Fields::parse(bytes)
-    }
-
-    /// A nested object (an array element, say) as `Fields`; `path` names it in errors
-    /// (`items[3]`). A non-object is `invalid_field` at `path`.
-    pub fn from_value(value: Value, path: &str) -> Result<Fields, ApiError> {
-        match value {
-            Value::Object(map) => Ok(Fields {
-                map,
-                prefix: path.to_string(),
-            }),
-            _ => Err(ApiError::invalid_field(path, "must be an object")),
-        }
-    }
-
-    fn path(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        }
-    }
-
-    fn take_required(&mut self, name: &str) -> Result<Value, ApiError> {
-        self.map
-            .remove(name)
-            .ok_or_else(|| ApiError::missing_field(&self.path(name)))
-    }
-
-    /// Absent and `null` are both `None`.
-    fn take_optional(&mut self, name: &str) -> Option<Value> {
-        self.map.remove(name).filter(|value| !value.is_null())
-    }
-
-    fn invalid(&self, name: &str, what: &str) -> ApiError {
-        ApiError::invalid_field(&self.path(name), what)
-    }
-
-    fn as_u64(&self, name: &str, value: &Value) -> Result<u64, ApiError> {
-        integer(value)
-            .and_then(|number| u64::try_from(number).ok())
-            .ok_or_else(|| self.invalid(name, "must be an unsigned 64-bit integer"))
-    }
-
-    fn as_u32(&self, name: &str, value: &Value) -> Result<u32, ApiError> {
-        integer(value)
-            .and_then(|number| u32::try_from(number).ok())
-            .ok_or_else(|| self.invalid(name, "must be an unsigned 32-bit integer"))
-    }
-
-    fn as_i64(&self, name: &str, value: &Value) -> Result<i64, ApiError> {
-        integer(value)
-            .and_then(|number| i64::try_from(number).ok())
-            .ok_or_else(|| self.invalid(name, "must be a signed 64-bit integer"))
-    }
-
-    fn as_bool(&self, name: &str, value: &Value) -> Result<bool, ApiError> {
-        value
-            .as_bool()
-            .ok_or_else(|| self.invalid(name, "must be true or false"))
-    }
-
-    fn string_value(&self, name: &str, value: Value) -> Result<String, ApiError> {
-        match value {
-            Value::String(text) => Ok(text),
-            _ => Err(self.invalid(name, "must be a string")),
-        }
-    }
-
-    pub fn required_u64(&mut self, name: &str) -> Result<u64, ApiError> {
-        let value = self.take_required(name)?;
-        self.as_u64(name, &value)
-    }
-
-    pub fn optional_u64(&mut self, name: &str) -> Result<Option<u64>, ApiError> {
-        self.take_optional(name)
-            .map(|value| self.as_u64(name, &value))
-            .transpose()
-    }
-
-    pub fn optional_u32(&mut self, name: &str) -> Result<Option<u32>, ApiError> {
-        self.take_optional(name)
-            .map(|value| self.as_u32(name, &value))
-            .transpose()
-    }
-
-    pub fn required_i64(&mut self, name: &str) -> Result<i64, ApiError> {
-        let value = self.take_required(name)?;
-        self.as_i64(name, &value)
-    }
-
-    pub fn optional_i64(&mut self, name: &str) -> Result<Option<i64>, ApiError> {
-        self.take_optional(name)
-            .map(|value| self.as_i64(name, &value))
-            .transpose()
-    }
-
-    pub fn required_bool(&mut self, name: &str) -> Result<bool, ApiError> {
-        let value = self.take_required(name)?;
-        self.as_bool(name, &value)
-    }
-
-    pub fn optional_bool(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
-        self.take_optional(name)
-            .map(|value| self.as_bool(name, &value))
-            .transpose()
-    }
-
-    pub fn required_str(&mut self, name: &str) -> Result<String, ApiError> {
-        let value = self.take_required(name)?;
-        self.string_value(name, value)
-    }
-
-    pub fn optional_str(&mut self, name: &str) -> Result<Option<String>, ApiError> {
-        self.take_optional(name)
-            .map(|value| self.string_value(name, value))
-            .transpose()
-    }
-
-    /// A required array, returned as raw values (pair with [`Fields::from_value`] for objects).
-    pub fn required_array(&mut self, name: &str) -> Result<Vec<Value>, ApiError> {
-        match self.take_required(name)? {
-            Value::Array(items) => Ok(items),
-            _ => Err(self.invalid(name, "must be an array")),
-        }
-    }
-
-    pub fn optional_array(&mut self, name: &str) -> Result<Option<Vec<Value>>, ApiError> {
-        match self.take_optional(name) {
-            None => Ok(None),
-            Some(Value::Array(items)) => Ok(Some(items)),
-            Some(_) => Err(self.invalid(name, "must be an array")),
-        }
-    }
-
-    /// A required nested object; its own `finish()` must be called too.
-    pub fn required_object(&mut self, name: &str) -> Result<Fields, ApiError> {
-        let value = self.take_required(name)?;
-        Fields::from_value(value, &self.path(name))
-    }
-
-    pub fn optional_object(&mut self, name: &str) -> Result<Option<Fields>, ApiError> {
-        let path = self.path(name);
-        self.take_optional(name)
-            .map(|value| Fields::from_value(value, &path))
-            .transpose()
-    }
-
-    /// Any JSON value, unchecked (free-form `properties`, `data`).
-    pub fn optional_value(&mut self, name: &str) -> Option<Value> {
-        self.take_optional(name)
-    }
-
-    pub fn required_value(&mut self, name: &str) -> Result<Value, ApiError> {
-        self.take_required(name)
-    }
-
-    /// Fails with `unknown_field` naming the first key (in key order) no accessor consumed.
-    pub fn finish(self) -> Result<(), ApiError> {
-        match self.map.keys().next() {
-            None => Ok(()),
-            Some(name) => Err(ApiError::unknown_field(&self.path(name))),
-        }
-    }
-}
-
-/// Magnitude below which every integral double is exactly the integer its literal wrote.
-const EXACT_FLOAT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
-
-/// The integer a JSON number denotes, when it has no fractional part (JSON Schema's `integer`:
-/// `3.0` and `3e0` are 3). A number in float notation counts only below 2^53 in magnitude:
-/// beyond, the double may not be what the client wrote (`-9223372036854775809` arrives as the
-/// double -2^63, which would pass for `i64::MIN`), so it is refused as out of range. Integers
-/// written as integers are exact up to the u64 / i64 limits.
-fn integer(value: &Value) -> Option<i128> {
-    let number = match value {
-        Value::Number(number) => number,
-        _ => return None,
-    };
-    if let Some(unsigned) = number.as_u64() {
-        return Some(i128::from(unsigned));
-    }
-    if let Some(signed) = number.as_i64() {
-        return Some(i128::from(signed));
-    }
-    let float = number.as_f64()?;
-    (float.fract() == 0.0 && float.abs() < EXACT_FLOAT_INTEGER_LIMIT).then_some(float as i128)
-}
-
-/// A JSON value parsed like `serde_json::Value`, except that an object with a duplicated key is
-/// an error (serde_json keeps the last one, so `{"email": a, "email": b}` would register `b`).
-struct StrictValue(Value);
-
-impl<'de> Deserialize<'de> for StrictValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
-    }
-}
-
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
-    type Value = Value;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
-        Ok(Value::Bool(value))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
-        Ok(Value::from(value))
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
-        Number::from_f64(value)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("a number out of range"))
-    }
-
-    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
-        Ok(Value::String(value.to_string()))
-    }
-
-    fn visit_string<E>(self, value: String) -> Result<Value, E> {
-        Ok(Value::String(value))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(StrictValue(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            let StrictValue(value) = access.next_value()?;
-            if map.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key `{key}`")));
-            }
-            map.insert(key, value);
-        }
-        Ok(Value::Object(map))
-    }
-}
-
 /// One page request: `?limit=N&cursor=C`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -394,7 +93,90 @@ pub struct Page {
     pub cursor: Option<String>,
 }
 
-/// A parsed query string, read one parameter at a time like [`Fields`].
+impl Page {
+    /// The key the page starts after: the cursor decoded (400 `invalid_field` for a cursor of
+    /// another shape than [`NextCursor`]'s).
+    pub fn after(&self) -> Result<Option<u64>, ApiError> {
+        decode_cursor(self.cursor.as_deref())
+    }
+}
+
+/// Hex digits of the largest cursor (a u64).
+pub const CURSOR_HEX_DIGITS_MAX: usize = 16;
+
+/// The `next_cursor` of a page: the last key of the page in lowercase hex, prefixed so it is
+/// visibly opaque (`c` and 1 to [`CURSOR_HEX_DIGITS_MAX`] digits), or `null` on the last page.
+/// The document states exactly this shape (the `NextCursor` schema, the `cursor` parameter), so
+/// a schema-driven client can tell a cursor from any string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextCursor(pub Option<u64>);
+
+/// The pattern of a cursor, for the document.
+pub const CURSOR_PATTERN: &str = "^c[0-9a-f]{1,16}$";
+
+impl Serialize for NextCursor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(key) => serializer.collect_str(&format_args!("c{key:x}")),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for NextCursor {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .pattern(Some(CURSOR_PATTERN))
+            .description(Some(
+                "Opaque cursor of the next page (pass it back as `cursor`; `c` and 1 to 16 \
+                 lowercase hex digits), or `null` on the last page.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for NextCursor {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "NextCursor".into()
+    }
+}
+
+/// RFC 3339 UTC, e.g. `2026-11-22T10:00:00Z`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, examples("2026-11-22T10:00:00Z"))]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    /// The time `ms` milliseconds after the Unix epoch.
+    pub fn from_ms(ms: switchyard_engine::clock::Millis) -> Timestamp {
+        Timestamp(switchyard_engine::clock::rfc3339(ms))
+    }
+}
+
+/// The key a cursor of [`NextCursor`]'s shape names; anything else is 400 `invalid_field`. An
+/// absent or empty cursor is the first page.
+pub fn decode_cursor(cursor: Option<&str>) -> Result<Option<u64>, ApiError> {
+    cursor
+        .map(|cursor| {
+            cursor
+                .strip_prefix('c')
+                .filter(|hex| {
+                    (1..=CURSOR_HEX_DIGITS_MAX).contains(&hex.len())
+                        && hex
+                            .bytes()
+                            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_field("cursor", "is not a cursor this list issued")
+                })
+        })
+        .transpose()
+}
+
+/// A parsed query string, read one parameter at a time; `finish()` refuses the rest.
 #[derive(Debug, Default)]
 pub struct Query {
     pairs: Vec<(String, String)>,
@@ -557,93 +339,6 @@ pub fn empty(status: StatusCode) -> Response {
 mod tests {
     use super::*;
 
-    fn check(body: &str, expected_code: Option<&str>, expected_field: Option<&str>) {
-        let result = (|| {
-            let mut fields = Fields::parse(body.as_bytes())?;
-            let _ = fields.required_i64("by")?;
-            let _ = fields.optional_u64("mirror_to")?;
-            let _ = fields.optional_str("note")?;
-            fields.finish()
-        })();
-        match (result, expected_code) {
-            (Ok(()), None) => {}
-            (Err(error), Some(code)) => {
-                assert_eq!(error.code, code, "{body}: {error:?}");
-                assert_eq!(error.field.as_deref(), expected_field, "{body}");
-                assert_eq!(error.status, StatusCode::BAD_REQUEST);
-            }
-            (result, expected) => panic!("{body}: got {result:?}, expected {expected:?}"),
-        }
-    }
-
-    #[test]
-    fn fields_accept_and_reject() {
-        check(r#"{"by": 1}"#, None, None);
-        check(r#"{"by": -3, "mirror_to": 9, "note": "x"}"#, None, None);
-        check(r#"{"by": 1, "mirror_to": null}"#, None, None);
-        check(r#"{"by": 1"#, Some("invalid_json"), None);
-        check("", Some("invalid_json"), None);
-        check("[1]", Some("invalid_json"), None);
-        check(r#"{}"#, Some("missing_field"), Some("by"));
-        check(r#"{"by": "1"}"#, Some("invalid_field"), Some("by"));
-        check(r#"{"by": 1.5}"#, Some("invalid_field"), Some("by"));
-        check(r#"{"by": 2.0, "mirror_to": 3e1}"#, None, None);
-        check(r#"{"by": -2.0}"#, None, None);
-        check(
-            r#"{"by": 1, "mirror_to": -1.0}"#,
-            Some("invalid_field"),
-            Some("mirror_to"),
-        );
-        check(r#"{"by": 1e300}"#, Some("invalid_field"), Some("by"));
-        // Beyond i64: serde_json reads it as the double -2^63, which must not pass for i64::MIN.
-        check(
-            r#"{"by": -9223372036854775809}"#,
-            Some("invalid_field"),
-            Some("by"),
-        );
-        check(r#"{"by": 9007199254740991.0}"#, None, None);
-        check(
-            r#"{"by": 9007199254740993.0}"#,
-            Some("invalid_field"),
-            Some("by"),
-        );
-        check(r#"{"by": -9223372036854775808}"#, None, None);
-        // Duplicated keys, at the top or nested, are malformed JSON, not "last one wins".
-        check(r#"{"by": 1, "by": 2}"#, Some("invalid_json"), None);
-        check(
-            r#"{"by": 1, "note": {"a": 1, "a": 1}}"#,
-            Some("invalid_json"),
-            None,
-        );
-        check(
-            r#"{"by": 1, "note": [{"a": 1, "a": 1}]}"#,
-            Some("invalid_json"),
-            None,
-        );
-        check(r#"{"by": null}"#, Some("invalid_field"), Some("by"));
-        check(
-            r#"{"by": 1, "mirror_to": -1}"#,
-            Some("invalid_field"),
-            Some("mirror_to"),
-        );
-        check(r#"{"by": 1, "bye": 2}"#, Some("unknown_field"), Some("bye"));
-    }
-
-    #[test]
-    fn nested_fields_name_their_path() {
-        let mut fields = Fields::parse(br#"{"when": {"noun": 3}}"#).expect("object");
-        let mut when = fields.required_object("when").expect("object");
-        let error = when.required_str("noun").expect_err("wrong type");
-        assert_eq!(error.field.as_deref(), Some("when.noun"));
-        let mut fields = Fields::parse(br#"{"when": {"noun": "a", "x": 1}}"#).expect("object");
-        let mut when = fields.required_object("when").expect("object");
-        when.required_str("noun").expect("string");
-        assert_eq!(
-            when.finish().expect_err("x").field.as_deref(),
-            Some("when.x")
-        );
-    }
-
     #[test]
     fn query_pages() {
         let page = |raw: &str| {
@@ -684,6 +379,45 @@ mod tests {
         assert_eq!(query.optional_bool("zero_likes").expect("bool"), Some(true));
         assert_eq!(query.optional_u64("author_id").expect("u64"), Some(7));
         query.finish().expect("all consumed");
+    }
+
+    #[test]
+    fn cursors_have_one_shape() {
+        for key in [0, 1, 255, u64::MAX] {
+            let cursor = serde_json::to_value(NextCursor(Some(key))).expect("serializes");
+            let text = cursor.as_str().expect("a string").to_string();
+            assert!(regex_like_cursor(&text), "{text}");
+            assert_eq!(decode_cursor(Some(&text)).expect("decodes"), Some(key));
+        }
+        assert_eq!(
+            serde_json::to_value(NextCursor(None)).expect("null"),
+            serde_json::Value::Null
+        );
+        assert_eq!(decode_cursor(None).expect("first page"), None);
+        for bad in [
+            "",
+            "c",
+            "cFF",
+            "c+f",
+            "c-1",
+            "c00000000000000001",
+            "cg",
+            "x1",
+            " c1",
+        ] {
+            let error = decode_cursor(Some(bad)).expect_err(bad);
+            assert_eq!(error.field.as_deref(), Some("cursor"), "{bad}");
+        }
+    }
+
+    /// [`CURSOR_PATTERN`], spelled out.
+    fn regex_like_cursor(text: &str) -> bool {
+        text.strip_prefix('c').is_some_and(|hex| {
+            (1..=16).contains(&hex.len())
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -48,6 +48,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
+    /// Print the effective configuration (the same options as `serve`): every key with its
+    /// value, its default and its unit, then exit.
+    Config(ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,11 +78,12 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let outcome = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Config(args)) => print_config(args),
+        None => serve(cli.serve),
     };
-    match serve(args) {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchyard: {error:#}");
@@ -105,18 +109,57 @@ fn init_tracing() {
         .init();
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    // Test builds only (the engine's `failpoints` feature): arm what FAILPOINTS names.
-    switchyard_engine::failpoints::from_env();
+/// The configuration from every layer (defaults, file, `--set`, flags, environment).
+fn configuration(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let flags = Flags {
         listen: args.listen,
         data_dir: args.data_dir,
         admin_token: args.admin_token,
         compat: args.compat,
     };
-    let config = ServerConfig::build(args.config.as_deref(), &args.set, flags, |name| {
-        std::env::var(name).ok()
-    })?;
+    let sections = switchyard_net::domains::config_sections();
+    Ok(ServerConfig::build(
+        args.config.as_deref(),
+        &args.set,
+        flags,
+        |name| std::env::var(name).ok(),
+        &sections,
+    )?)
+}
+
+/// `switchyard config`: one line per key, `key = value  # default …, unit`; secrets are never
+/// printed (only whether they are set).
+fn print_config(args: ServeArgs) -> anyhow::Result<()> {
+    let config = configuration(args)?;
+    let rows = config.describe(&switchyard_net::domains::config_sections());
+    let width = rows.iter().map(|row| row.key.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for row in rows {
+        let unit = if row.unit.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", row.unit)
+        };
+        out.push_str(&format!(
+            "{:width$} = {}  # default {}{unit}\n",
+            row.key, row.value, row.default
+        ));
+    }
+    for (name, set) in [
+        ("admin token", config.secrets.admin_token.is_some()),
+        ("JWT secret", config.secrets.jwt_secret.is_some()),
+    ] {
+        let state = if set { "set" } else { "unset" };
+        out.push_str(&format!("# {name}: {state}\n"));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Test builds only (the engine's `failpoints` feature): arm what FAILPOINTS names.
+    switchyard_engine::failpoints::from_env();
+    let config = configuration(args)?;
     let lock = switchyard_net::lock_data_dir(&config)?;
     let runtime = build_runtime(config.server.worker_threads)?;
     let result = runtime.block_on(async {

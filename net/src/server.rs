@@ -41,10 +41,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::adapters::Adapters;
-use crate::app::App;
 use crate::auth::Auth;
 use crate::config::{LimitsConfig, ServerConfig};
+use crate::ctx::PeerAddr;
 use crate::error::Error;
+use crate::pipeline::Pipeline;
 
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
@@ -97,7 +98,8 @@ pub async fn run(
     let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));
     let builder = connection_builder(&config.limits);
     let mut opening = open_engine(config.engine_config(), lock);
-    let app = App::new(config, auth, adapters);
+    let pipeline = Pipeline::new(config, auth, adapters);
+    let app = pipeline.app.clone();
     let graceful = GracefulShutdown::new();
     tracing::info!(%address, "serving; opening the engine");
 
@@ -128,7 +130,7 @@ pub async fn run(
             }
             accepted = accept(&listener, &connection_limit) => match accepted {
                 Ok((stream, peer, permit)) => {
-                    serve_connection(&app, &builder, &graceful, stream, peer, permit)
+                    serve_connection(&pipeline, &builder, &graceful, stream, peer, permit)
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed; retrying");
@@ -206,7 +208,12 @@ fn open_engine(
         .name("switchyard-open".into())
         .spawn(move || {
             // If the server stopped waiting, the engine is dropped here, which closes it.
-            let _ = sender.send(Engine::open_locked(config, lock.0, Arc::new(SystemClock)));
+            let opened = crate::domains::effect_pools()
+                .map_err(|error| EngineError::Unavailable(leak_reason(error)))
+                .and_then(|pools| {
+                    Engine::open_with_effects(config, lock.0, Arc::new(SystemClock), pools)
+                });
+            let _ = sender.send(opened);
         });
     if let Err(error) = spawned {
         // The sender was moved into the closure that failed to spawn and is dropped with it, so
@@ -216,10 +223,12 @@ fn open_engine(
     receiver
 }
 
-/// The connection's peer address, put in each request's extensions (read it with
-/// [`Ctx::peer_ip`](crate::routes::Ctx::peer_ip)).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+/// An effect pool that cannot start is reported like an engine that cannot open (the reason
+/// is logged here, the engine's error variant takes a static text).
+fn leak_reason(error: Error) -> &'static str {
+    tracing::error!(%error, "the effect pools cannot start");
+    "the effect pools cannot start (see the log)"
+}
 
 /// Waits for a connection permit, then for a connection. Cancel-safe: dropping it gives nothing
 /// away (an unused permit returns to the semaphore; `accept` is cancel-safe).
@@ -237,7 +246,7 @@ async fn accept(
 }
 
 fn serve_connection(
-    app: &Arc<App>,
+    pipeline: &Arc<Pipeline>,
     builder: &http1::Builder,
     graceful: &GracefulShutdown,
     stream: TcpStream,
@@ -248,6 +257,7 @@ fn serve_connection(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, "set_nodelay failed");
     }
+    let app = &pipeline.app;
     let open = app.metrics.connection_opened();
     if let Some(engine) = app
         .engine()
@@ -258,7 +268,7 @@ fn serve_connection(
         match stream.into_std() {
             Ok(socket) => {
                 let shard = app.next_shard(engine.shards());
-                let service_app = app.clone();
+                let service_pipeline = pipeline.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let spawned = engine.spawn_on_shard(shard, async move {
@@ -271,8 +281,8 @@ fn serve_connection(
                     };
                     let service = service_fn(move |mut request: hyper::Request<_>| {
                         request.extensions_mut().insert(PeerAddr(peer));
-                        let app = service_app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                        let pipeline = service_pipeline.clone();
+                        async move { Ok::<_, Infallible>(pipeline.handle(request).await) }
                     });
                     let connection =
                         watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
@@ -290,11 +300,11 @@ fn serve_connection(
         }
         return;
     }
-    let service_app = app.clone();
+    let service_pipeline = pipeline.clone();
     let service = service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(PeerAddr(peer));
-        let app = service_app.clone();
-        async move { Ok::<_, Infallible>(app.handle(request).await) }
+        let pipeline = service_pipeline.clone();
+        async move { Ok::<_, Infallible>(pipeline.handle(request).await) }
     });
     let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
     tokio::spawn(async move {

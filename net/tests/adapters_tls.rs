@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{call, check, Server, FAST_HASH};
+use common::{call, check, Server};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -210,8 +210,7 @@ fn start(dir: &Path, fake: SocketAddr, ca_file: Option<&Path>) -> Server {
     let hunter_url = format!("social.hunter_url=https://{fake}{HUNTER_PATH}");
     let clearbit_url = format!("social.clearbit_url=https://{fake}{CLEARBIT_PATH}");
     let ca_setting = ca_file.map(|path| format!("social.adapter_ca_file={}", path.display()));
-    let mut args: Vec<&str> = FAST_HASH.to_vec();
-    args.extend_from_slice(&[
+    let mut args: Vec<&str> = vec![
         "--set",
         &hunter_url,
         "--set",
@@ -222,13 +221,11 @@ fn start(dir: &Path, fake: SocketAddr, ca_file: Option<&Path>) -> Server {
         "social.clearbit_api_key=clearbit-key",
         "--set",
         "social.adapter_timeout_ms=5000",
-    ]);
+    ];
     if let Some(setting) = &ca_setting {
         args.extend_from_slice(&["--set", setting]);
     }
-    let server = Server::start(&dir.join("data"), &args);
-    server.wait_ready();
-    server
+    common::start(&dir.join("data"), &args)
 }
 
 fn write_ca(dir: &Path, chain: &Chain) -> PathBuf {
@@ -237,7 +234,8 @@ fn write_ca(dir: &Path, chain: &Chain) -> PathBuf {
     path
 }
 
-fn sign_up(addr: SocketAddr, email: &str) -> common::Response {
+/// A sign-up whose answer the caller checks (the adapters may refuse it).
+fn try_sign_up(addr: SocketAddr, email: &str) -> common::Response {
     call(
         addr,
         "POST",
@@ -284,11 +282,11 @@ fn adapters_speak_tls_to_a_server_signed_by_the_configured_ca() {
     let server = start(dir.path(), fake.addr, Some(&ca_file));
 
     check(
-        &sign_up(server.addr, "bounce@example.com"),
+        &try_sign_up(server.addr, "bounce@example.com"),
         422,
         Some("email_undeliverable"),
     );
-    let created = sign_up(server.addr, "alex@example.com");
+    let created = try_sign_up(server.addr, "alex@example.com");
     check(&created, 201, None);
     let user = created.json();
     assert_eq!(user["enrichment"]["company"], "Clearbit", "{user}");
@@ -324,7 +322,7 @@ fn without_the_ca_file_the_handshake_fails_and_sign_up_goes_on() {
     let server = start(dir.path(), fake.addr, None);
 
     // hunter.io would refuse this address; with the verifier failing, sign-up passes.
-    let created = sign_up(server.addr, "bounce@example.com");
+    let created = try_sign_up(server.addr, "bounce@example.com");
     check(&created, 201, None);
     assert_eq!(created.json()["enrichment"], Value::Null);
     assert_eq!(adapter_failures(server.addr), (1, 1));
@@ -350,7 +348,7 @@ fn a_certificate_for_another_host_is_refused_even_from_a_trusted_ca() {
     let ca_file = write_ca(dir.path(), &chain);
     let server = start(dir.path(), fake.addr, Some(&ca_file));
 
-    let created = sign_up(server.addr, "alex@example.com");
+    let created = try_sign_up(server.addr, "alex@example.com");
     check(&created, 201, None);
     assert_eq!(created.json()["enrichment"], Value::Null);
     assert_eq!(adapter_failures(server.addr), (1, 1));

@@ -1,17 +1,15 @@
-//! The bot against the real server over HTTP. Starts the `switchyard` binary on port 0 with a
-//! temp data dir (the address is read from its stdout line `switchyard listening on http://ADDR`),
-//! waits until the social routes answer, then runs through the bot library:
+//! The bot against the real server over HTTP. Starts the `switchyard` binary with the shared
+//! `common::start` (port 0, a temp data dir, cheap argon2, ready before the test goes on), then
+//! runs through the bot library:
 //! - the simulation (sign-up, posts, likes, with four concurrent tasks), which must end with
 //!   exit code 0 and no difference between the bot's ledger and the server after any phase;
 //! - a short open-model load with a like/post/read mix (its setup signs up and logs in users
 //!   and creates posts), which must be answered in full with 2xx statuses only.
 //!
-//! Sizes are small because every sign-up and login costs an argon2 hash at the server's default
-//! cost (the server has no configuration key to lower it), about half a second in a debug build.
 //! The server is SIGKILLed when the test ends, whatever happens.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,57 +19,10 @@ use switchyard_bot::progress::ProgressMode;
 use switchyard_bot::transport::HttpTransport;
 use switchyard_bot::{social, Outcome, SocialOptions, Transport};
 
-/// How long the server may take to print its address and to answer the social routes.
+/// How long the social routes may take to answer once the server is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Per-request timeout of the bot.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The server process; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        // Cheap argon2: the test is about the bot and the API, not about hashing cost.
-        .args(["--set", "auth.password_hash_memory_kib=64"])
-        .args(["--set", "auth.password_hash_iterations=1"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the switchyard binary");
-    let stdout = child.stdout.take().expect("piped stdout");
-    // Read the listening line on a thread so a server that never prints cannot hang the test.
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if let Some(url) = line.strip_prefix("switchyard listening on ") {
-                let _ = sender.send(url.trim().to_string());
-            }
-        }
-    });
-    let url = match receiver.recv_timeout(START_TIMEOUT) {
-        Ok(url) => url,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("the server printed no `switchyard listening on` line");
-        }
-    };
-    Server { child, url }
-}
 
 /// Waits until `GET /api/v1/stats/social` answers (the engine has opened).
 async fn wait_ready(transport: &HttpTransport) {
@@ -90,14 +41,15 @@ async fn wait_ready(transport: &HttpTransport) {
 #[test]
 fn the_simulation_and_a_load_run_pass_against_the_real_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start_server(&dir.path().join("data"));
+    let server = common::start(&dir.path().join("data"), &[]);
+    let url = format!("http://{}", server.addr);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let transport = Arc::new(HttpTransport::new(&server.url, 4, REQUEST_TIMEOUT).unwrap());
+        let transport = Arc::new(HttpTransport::new(&url, 4, REQUEST_TIMEOUT).unwrap());
         wait_ready(&transport).await;
 
         let options = SocialOptions {
@@ -122,7 +74,7 @@ fn the_simulation_and_a_load_run_pass_against_the_real_server() {
         assert_eq!(report.errors_total, 0, "{}", report.render_text());
 
         let load = load::run(LoadOptions {
-            url: server.url.clone(),
+            url: url.clone(),
             seed: 7,
             rate: 200.0,
             duration: Duration::from_secs(1),

@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{request, Connection, Server};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
 
 /// Kill/restart cycles in CI; each takes well under a few seconds.
 const CYCLE_COUNT: usize = 3;
@@ -53,19 +55,17 @@ struct Ledger {
     acknowledged_max: i64,
 }
 
-/// xorshift64*: enough randomness for delays, replayable from the printed seed.
-struct Rng(u64);
+/// rand's xoshiro256++ (the project's seeded generator): the delays, replayable from the
+/// printed seed.
+struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    fn new(seed: u64) -> Rng {
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
 
     fn between(&mut self, min: u64, max: u64) -> u64 {
-        min + self.next() % (max - min + 1)
+        self.0.random_range(min..=max)
     }
 }
 
@@ -183,7 +183,7 @@ fn sigkill_loses_no_acknowledged_write_and_splits_no_record() {
     eprintln!(
         "crash test: seed {seed} (SWITCHYARD_SEED={seed} replays the delays), {cycle_count} cycles"
     );
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     // Small segments so cycles also cross segment rolls; no preallocation to keep temp dirs small.
     let args = [

@@ -592,10 +592,13 @@ fn no_configuration_panics_the_parser_and_what_it_accepts_validates() {
     runner
         .run(&(file, sets), |(lines, sets)| {
             std::fs::write(&path, lines.join("\n")).unwrap();
-            let built =
-                switchyard_net::ServerConfig::build(Some(&path), &sets, Default::default(), |_| {
-                    None
-                });
+            let built = switchyard_net::ServerConfig::build(
+                Some(&path),
+                &sets,
+                Default::default(),
+                |_| None,
+                &switchyard_net::domains::config_sections(),
+            );
             match built {
                 Ok(config) => prop_assert!(config.validate().is_ok()),
                 Err(error) => prop_assert!(!error.to_string().is_empty()),

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{try_call, Server, FAST_HASH};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng as _, RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 const CYCLE_COUNT: usize = 3;
@@ -39,17 +41,19 @@ struct User {
     token: String,
 }
 
-/// A tiny deterministic generator (xorshift), seeded per cycle and writer.
-struct Rng(u64);
+/// rand's xoshiro256++ (the project's seeded generator), seeded per cycle and writer.
+#[derive(Clone)]
+struct Rng(Xoshiro256PlusPlus);
+
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.random_range(0..n.max(1))
     }
 }
 
@@ -60,7 +64,7 @@ fn writer(
     seed: u64,
     stop_at: Instant,
 ) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     while Instant::now() < stop_at {
         if rng.below(3) == 0 {
             let text = format!("post by {} #{}", me.id, rng.next());
@@ -246,7 +250,7 @@ fn acknowledged_posts_and_likes_survive_kill_9() {
         })
         .collect();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut rng = Rng(0x5eed_0000_0000_0001);
+    let mut rng = Rng::new(0x5eed_0000_0000_0001);
     for cycle in 0..cycles {
         let delay = KILL_DELAY_MS_MIN + rng.below(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN);
         let stop_at = Instant::now() + Duration::from_secs(10);

@@ -11,44 +11,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{call, check, Server, FAST_HASH};
+use common::{call, check, check_table, login, sign_up, start, Row, ADMIN};
 use serde_json::{json, Value};
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut args: Vec<&str> = FAST_HASH.to_vec();
-    args.extend_from_slice(&["--admin-token", "admin-secret"]);
-    args.extend_from_slice(extra);
-    let server = Server::start(dir, &args);
-    server.wait_ready();
-    server
-}
-
-fn sign_up(addr: SocketAddr, email: &str) -> u64 {
-    let response = call(
-        addr,
-        "POST",
-        "/api/v1/users",
-        None,
-        Some(&json!({"email": email, "password": "password123"}).to_string()),
-    );
-    check(&response, 201, None);
-    response.json()["id"].as_u64().unwrap()
-}
-
-fn login(addr: SocketAddr, email: &str) -> String {
-    let response = call(
-        addr,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(&json!({"email": email, "password": "password123"}).to_string()),
-    );
-    check(&response, 200, None);
-    let body = response.json();
-    assert_eq!(body["token_type"], "Bearer");
-    assert!(body["expires_in"].as_u64().unwrap() > 0);
-    body["access_token"].as_str().unwrap().to_string()
-}
 
 fn create_post(addr: SocketAddr, token: &str, text: &str) -> Value {
     let response = call(
@@ -75,239 +39,89 @@ fn every_social_error_code_over_http() {
         ],
     );
     let addr = server.addr;
-    let post = |body: &str| call(addr, "POST", "/api/v1/users", None, Some(body));
-    check(
-        &post(r#"{"email":"bad","password":"password123"}"#),
-        400,
-        Some("invalid_email"),
-    );
-    check(
-        &post(r#"{"email":"a@example.com","password":"short"}"#),
-        400,
-        Some("weak_password"),
-    );
-    check(
-        &post(r#"{"email":"a@mailinator.com","password":"password123"}"#),
-        422,
-        Some("email_undeliverable"),
-    );
-    check(
-        &post(r#"{"email":"a@example.com"}"#),
-        400,
-        Some("missing_field"),
-    );
-    check(
-        &post(r#"{"email":1,"password":"password123"}"#),
-        400,
-        Some("invalid_field"),
-    );
-    check(
-        &post(r#"{"email":"a@example.com","password":"password123","admin":true}"#),
-        400,
-        Some("unknown_field"),
-    );
-    check(&post(r#"{"email":"#), 400, Some("invalid_json"));
     let alice = sign_up(addr, "Alice@Example.com");
-    check(
-        &post(r#"{"email":"alice@example.COM","password":"password123"}"#),
-        409,
-        Some("email_taken"),
-    );
     let bob = sign_up(addr, "bob@example.com");
     let carol = sign_up(addr, "carol@example.com");
-
-    let bad_login = call(
-        addr,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(r#"{"email":"alice@example.com","password":"wrong-password"}"#),
-    );
-    check(&bad_login, 401, Some("invalid_credentials"));
-    let unknown_login = call(
-        addr,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(r#"{"email":"nobody@example.com","password":"password123"}"#),
-    );
-    check(&unknown_login, 401, Some("invalid_credentials"));
     let alice_token = login(addr, "alice@example.com");
     let bob_token = login(addr, "bob@example.com");
     let carol_token = login(addr, "carol@example.com");
-
-    // Users: e-mail only to the user itself and admin.
-    check(
-        &call(addr, "GET", "/api/v1/users/999", None, None),
-        404,
-        Some("not_found"),
-    );
-    let anonymous = call(addr, "GET", &format!("/api/v1/users/{alice}"), None, None).json();
-    assert!(anonymous.get("email").is_none(), "{anonymous}");
-    let own = call(
-        addr,
-        "GET",
-        &format!("/api/v1/users/{alice}"),
-        Some(&alice_token),
-        None,
-    )
-    .json();
-    assert_eq!(own["email"], "Alice@Example.com");
-    let as_bob = call(
-        addr,
-        "GET",
-        &format!("/api/v1/users/{alice}"),
-        Some(&bob_token),
-        None,
-    )
-    .json();
-    assert!(as_bob.get("email").is_none());
-    let as_admin = call(
-        addr,
-        "GET",
-        &format!("/api/v1/users/{alice}"),
-        Some("admin-secret"),
-        None,
-    )
-    .json();
-    assert_eq!(as_admin["email"], "Alice@Example.com");
-
-    // Posts.
-    check(
-        &call(addr, "POST", "/api/v1/posts", None, Some(r#"{"text":"x"}"#)),
-        401,
-        Some("unauthenticated"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/posts",
-            Some("not.a.jwt"),
-            Some(r#"{"text":"x"}"#),
-        ),
-        401,
-        Some("unauthenticated"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/posts",
-            Some(&alice_token),
-            Some(r#"{"text":""}"#),
-        ),
-        400,
-        Some("invalid_text"),
-    );
-    let long = json!({ "text": "x".repeat(5001) }).to_string();
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/posts",
-            Some(&alice_token),
-            Some(&long),
-        ),
-        400,
-        Some("invalid_text"),
-    );
     let first = create_post(addr, &alice_token, "first")["id"]
         .as_u64()
         .unwrap();
     let second = create_post(addr, &alice_token, "second")["id"]
         .as_u64()
         .unwrap();
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/posts",
-            Some(&alice_token),
-            Some(r#"{"text":"third"}"#),
-        ),
-        403,
-        Some("post_limit_reached"),
+    let (alice_t, bob_t, carol_t) = (
+        Some(alice_token.as_str()),
+        Some(bob_token.as_str()),
+        Some(carol_token.as_str()),
     );
-    check(
-        &call(addr, "GET", "/api/v1/posts/424242", None, None),
-        404,
-        Some("not_found"),
-    );
+    let likes = |id: u64| format!("/api/v1/posts/{id}/likes");
+    let (first_likes, second_likes, unknown_likes) = (likes(first), likes(second), likes(424242));
+    let long_text = json!({ "text": "x".repeat(5001) }).to_string();
+    let users = "/api/v1/users";
+    let login_path = "/api/v1/auth/login";
+    let posts = "/api/v1/posts";
+    let check_path = "/api/v1/admin/social/check";
+    #[rustfmt::skip]
+    let rows: &[Row] = &[
+        // Sign-up and login.
+        (None, "POST", users, Some(r#"{"email":"bad","password":"password123"}"#), 400, "invalid_email"),
+        (None, "POST", users, Some(r#"{"email":"a@example.com","password":"short"}"#), 400, "weak_password"),
+        (None, "POST", users, Some(r#"{"email":"a@mailinator.com","password":"password123"}"#), 422, "email_undeliverable"),
+        (None, "POST", users, Some(r#"{"email":"a@example.com"}"#), 400, "missing_field"),
+        (None, "POST", users, Some(r#"{"email":1,"password":"password123"}"#), 400, "invalid_field"),
+        (None, "POST", users, Some(r#"{"email":"a@example.com","password":"password123","admin":true}"#), 400, "unknown_field"),
+        (None, "POST", users, Some(r#"{"email":"#), 400, "invalid_json"),
+        (None, "POST", users, Some(r#"{"email":"alice@example.COM","password":"password123"}"#), 409, "email_taken"),
+        (None, "POST", login_path, Some(r#"{"email":"alice@example.com","password":"wrong-password"}"#), 401, "invalid_credentials"),
+        (None, "POST", login_path, Some(r#"{"email":"nobody@example.com","password":"password123"}"#), 401, "invalid_credentials"),
+        (None, "GET", "/api/v1/users/999", None, 404, "not_found"),
+        // Posts.
+        (None, "POST", posts, Some(r#"{"text":"x"}"#), 401, "unauthenticated"),
+        (Some("not.a.jwt"), "POST", posts, Some(r#"{"text":"x"}"#), 401, "unauthenticated"),
+        (alice_t, "POST", posts, Some(r#"{"text":""}"#), 400, "invalid_text"),
+        (alice_t, "POST", posts, Some(&long_text), 400, "invalid_text"),
+        (alice_t, "POST", posts, Some(r#"{"text":"third"}"#), 403, "post_limit_reached"),
+        (None, "GET", "/api/v1/posts/424242", None, 404, "not_found"),
+        // Likes, in order: each row sees the state the ones before it left.
+        (None, "POST", &first_likes, None, 401, "unauthenticated"),
+        (bob_t, "POST", &unknown_likes, None, 404, "not_found"),
+        (alice_t, "POST", &first_likes, None, 403, "own_post"),
+        (bob_t, "DELETE", &first_likes, None, 409, "not_liked"),
+        (bob_t, "POST", &first_likes, None, 201, ""),
+        (bob_t, "POST", &first_likes, None, 409, "already_liked"),
+        (bob_t, "POST", &second_likes, None, 403, "like_limit_reached"),
+        (bob_t, "POST", &first_likes, Some(r#"{"extra":1}"#), 400, "unknown_field"),
+        (carol_t, "POST", &second_likes, None, 201, ""),
+        (bob_t, "DELETE", &first_likes, None, 200, ""),
+        (bob_t, "POST", &first_likes, None, 201, ""),
+        (None, "GET", &unknown_likes, None, 404, "not_found"),
+        // Lists.
+        (None, "GET", "/api/v1/users?limit=0", None, 400, "invalid_field"),
+        (None, "GET", "/api/v1/users?limit=501", None, 400, "invalid_field"),
+        (None, "GET", "/api/v1/users?cursor=zzz", None, 400, "invalid_field"),
+        (None, "GET", "/api/v1/users?sort=name", None, 400, "unknown_field"),
+        // The admin's invariant check.
+        (alice_t, "GET", check_path, None, 401, "unauthenticated"),
+        (Some(ADMIN), "GET", check_path, None, 200, ""),
+    ];
+    check_table(addr, rows);
+
+    // What the rows left: e-mail only to the user itself and admin, like records, pages, stats.
+    let user_as = |token: Option<&str>| {
+        call(addr, "GET", &format!("/api/v1/users/{alice}"), token, None).json()
+    };
+    assert!(user_as(None).get("email").is_none());
+    assert_eq!(user_as(alice_t)["email"], "Alice@Example.com");
+    assert!(user_as(bob_t).get("email").is_none());
+    assert_eq!(user_as(Some(ADMIN))["email"], "Alice@Example.com");
     let fetched = call(addr, "GET", &format!("/api/v1/posts/{first}"), None, None).json();
     assert_eq!(
         (fetched["author_id"].as_u64(), fetched["likes"].as_u64()),
-        (Some(alice), Some(0))
+        (Some(alice), Some(1))
     );
-
-    // Likes.
-    let likes = |id: u64| format!("/api/v1/posts/{id}/likes");
-    check(
-        &call(addr, "POST", &likes(first), None, None),
-        401,
-        Some("unauthenticated"),
-    );
-    check(
-        &call(addr, "POST", &likes(424242), Some(&bob_token), None),
-        404,
-        Some("not_found"),
-    );
-    check(
-        &call(addr, "POST", &likes(first), Some(&alice_token), None),
-        403,
-        Some("own_post"),
-    );
-    check(
-        &call(addr, "DELETE", &likes(first), Some(&bob_token), None),
-        409,
-        Some("not_liked"),
-    );
-    let liked = call(addr, "POST", &likes(first), Some(&bob_token), None);
-    check(&liked, 201, None);
-    assert_eq!(
-        liked.json(),
-        json!({"post_id": first, "user_id": bob, "likes": 1})
-    );
-    check(
-        &call(addr, "POST", &likes(first), Some(&bob_token), None),
-        409,
-        Some("already_liked"),
-    );
-    check(
-        &call(addr, "POST", &likes(second), Some(&bob_token), None),
-        403,
-        Some("like_limit_reached"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            &likes(first),
-            Some(&bob_token),
-            Some(r#"{"extra":1}"#),
-        ),
-        400,
-        Some("unknown_field"),
-    );
-    check(
-        &call(addr, "POST", &likes(second), Some(&carol_token), None),
-        201,
-        None,
-    );
-    let unliked = call(addr, "DELETE", &likes(first), Some(&bob_token), None);
-    check(&unliked, 200, None);
-    assert_eq!(unliked.json()["likes"], 0);
-    check(
-        &call(addr, "POST", &likes(first), Some(&bob_token), None),
-        201,
-        None,
-    );
-    check(
-        &call(addr, "GET", &likes(424242), None, None),
-        404,
-        Some("not_found"),
-    );
-    let records = call(addr, "GET", &likes(first), None, None).json();
+    let records = call(addr, "GET", &first_likes, None, None).json();
     assert_eq!(records["items"].as_array().unwrap().len(), 1);
     let record = &records["items"][0];
     assert_eq!(
@@ -320,28 +134,6 @@ fn every_social_error_code_over_http() {
     );
     assert!(record["first_liked_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(records["next_cursor"], Value::Null);
-
-    // Lists, filters and stats.
-    check(
-        &call(addr, "GET", "/api/v1/users?limit=0", None, None),
-        400,
-        Some("invalid_field"),
-    );
-    check(
-        &call(addr, "GET", "/api/v1/users?limit=501", None, None),
-        400,
-        Some("invalid_field"),
-    );
-    check(
-        &call(addr, "GET", "/api/v1/users?cursor=zzz", None, None),
-        400,
-        Some("invalid_field"),
-    );
-    check(
-        &call(addr, "GET", "/api/v1/users?sort=name", None, None),
-        400,
-        Some("unknown_field"),
-    );
     let page = call(addr, "GET", "/api/v1/users?limit=2", None, None).json();
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
@@ -371,26 +163,8 @@ fn every_social_error_code_over_http() {
         stats,
         json!({"users": 3, "posts": 2, "likes": 2, "posts_with_zero_likes": 0})
     );
-    let check_route = call(
-        addr,
-        "GET",
-        "/api/v1/admin/social/check",
-        Some("admin-secret"),
-        None,
-    );
-    check(&check_route, 200, None);
-    assert_eq!(check_route.json()["differences"], json!([]));
-    check(
-        &call(
-            addr,
-            "GET",
-            "/api/v1/admin/social/check",
-            Some(&alice_token),
-            None,
-        ),
-        401,
-        Some("unauthenticated"),
-    );
+    let differences = call(addr, "GET", check_path, Some(ADMIN), None).json();
+    assert_eq!(differences["differences"], json!([]));
 }
 
 #[test]

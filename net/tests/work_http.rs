@@ -10,18 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{call, check, Server};
+use common::{call, check, check_table, register, start, Row, ADMIN};
 use serde_json::{json, Value};
-
-const ADMIN: &str = "admin-secret";
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
-    let mut args: Vec<&str> = vec!["--admin-token", ADMIN];
-    args.extend_from_slice(extra);
-    let server = Server::start(dir, &args);
-    server.wait_ready();
-    server
-}
 
 fn add_items(addr: SocketAddr, keys: impl IntoIterator<Item = String>) -> Value {
     let items: Vec<Value> = keys.into_iter().map(|key| json!({"key": key})).collect();
@@ -38,15 +28,8 @@ fn add_items(addr: SocketAddr, keys: impl IntoIterator<Item = String>) -> Value 
 
 /// Registers the client called `label` (its `external_id` is a secret derived from the label)
 /// and returns `(client_id, token, status)`.
-fn register(addr: SocketAddr, name: &str, label: &str) -> (u64, String, u16) {
-    let external_id = format!("test-secret-of-{label}");
-    let response = call(
-        addr,
-        "POST",
-        "/api/v1/work/clients",
-        None,
-        Some(&json!({"screen_name": name, "external_id": external_id}).to_string()),
-    );
+fn register_client(addr: SocketAddr, name: &str, label: &str) -> (u64, String, u16) {
+    let response = register(addr, name, &format!("test-secret-of-{label}"));
     assert!(
         response.status == 200 || response.status == 201,
         "register: {} {}",
@@ -96,35 +79,8 @@ fn every_work_route_and_error_code() {
     let server = start(dir.path(), &["--set", "work.bucket_size=3"]);
     let addr = server.addr;
 
-    // Items: admin only, strict bodies, duplicates counted.
-    let body = json!({"items": [{"key": "a"}]}).to_string();
-    check(
-        &call(addr, "POST", "/api/v1/work/items", None, Some(&body)),
-        401,
-        Some("unauthenticated"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/items",
-            Some(ADMIN),
-            Some(r#"{"items": [{"key": "a", "prio": 1}]}"#),
-        ),
-        400,
-        Some("unknown_field"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/items",
-            Some(ADMIN),
-            Some(r#"{"things": []}"#),
-        ),
-        400,
-        Some("missing_field"),
-    );
+    // Items (duplicates counted), two clients (the second registration of the same secret: 200,
+    // the same id, a new token), and a bucket leased to the first.
     let added = add_items(addr, (0..6).map(|i| format!("k{i}")));
     assert_eq!(added, json!({"added": 6, "duplicates": 0}));
     let added = add_items(addr, ["k0".to_string(), "k9".to_string()]);
@@ -135,114 +91,14 @@ fn every_work_route_and_error_code() {
         item.json(),
         json!({"key": "k0", "state": "pending", "priority": 0, "results": []})
     );
-    check(
-        &call(addr, "GET", "/api/v1/work/items/nope", None, None),
-        404,
-        Some("not_found"),
-    );
-    check(
-        &call(addr, "GET", "/api/v1/work/items?state=weird", None, None),
-        400,
-        Some("invalid_field"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/items/k0/rerun",
-            Some(ADMIN),
-            None,
-        ),
-        409,
-        Some("not_done"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/items/nope/rerun",
-            Some(ADMIN),
-            None,
-        ),
-        404,
-        Some("not_found"),
-    );
-    check(
-        &call(addr, "POST", "/api/v1/work/items/k0/rerun", None, None),
-        401,
-        Some("unauthenticated"),
-    );
-
-    // Registration: field errors, 201 then 200 with the same id and a new token.
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/clients",
-            None,
-            Some(r#"{"screen_name": "dora"}"#),
-        ),
-        400,
-        Some("missing_field"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/clients",
-            None,
-            Some(r#"{"screen_name": "dora", "external_id": "has space"}"#),
-        ),
-        400,
-        Some("invalid_field"),
-    );
-    let (dora, old_token, status) = register(addr, "dora", "ext-1");
+    let (dora, old_token, status) = register_client(addr, "dora", "ext-1");
     assert_eq!(status, 201);
-    let (again, dora_token, status) = register(addr, "dora", "ext-1");
+    let (again, dora_token, status) = register_client(addr, "dora", "ext-1");
     assert_eq!((again, status), (dora, 200));
     assert_ne!(old_token, dora_token);
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/leases",
-            Some(&old_token),
-            Some(r#"{"max_buckets": 1}"#),
-        ),
-        401,
-        Some("unauthenticated"),
-    );
-    let (eve, eve_token, status) = register(addr, "eve", "ext-2");
+    let (eve, eve_token, status) = register_client(addr, "eve", "ext-2");
     assert_eq!(status, 201);
     assert_ne!(eve, dora);
-
-    // Leases: 401 without or with a user-shaped token, 400 too_many_buckets on both sides.
-    for token in [None, Some("not-a-client-token")] {
-        check(
-            &call(
-                addr,
-                "POST",
-                "/api/v1/work/leases",
-                token,
-                Some(r#"{"max_buckets": 1}"#),
-            ),
-            401,
-            Some("unauthenticated"),
-        );
-    }
-    for n in [0, 11] {
-        check(
-            &call(
-                addr,
-                "POST",
-                "/api/v1/work/leases",
-                Some(&dora_token),
-                Some(&json!({ "max_buckets": n }).to_string()),
-            ),
-            400,
-            Some("too_many_buckets"),
-        );
-    }
     let buckets = lease(addr, &dora_token, 1);
     assert_eq!(buckets.len(), 1);
     let bucket = &buckets[0];
@@ -260,78 +116,19 @@ fn every_work_route_and_error_code() {
     );
     assert_eq!(leased.json()["state"], "leased");
 
-    // Results: 401, 403 not_owner, 404, 422 item_not_in_bucket, 400 on a bad outcome.
-    let path = format!("/api/v1/work/buckets/{id}/results");
-    let first = results_body(&[&keys[0]], "yes");
-    check(
-        &call(addr, "POST", &path, None, Some(&first)),
-        401,
-        Some("unauthenticated"),
+    let (dora_t, eve_t, old_t) = (
+        Some(dora_token.as_str()),
+        Some(eve_token.as_str()),
+        Some(old_token.as_str()),
     );
-    check(
-        &call(addr, "POST", &path, Some(&eve_token), Some(&first)),
-        403,
-        Some("not_owner"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/buckets/999999/results",
-            Some(&dora_token),
-            Some(&first),
-        ),
-        404,
-        Some("not_found"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            &path,
-            Some(&dora_token),
-            Some(&results_body(&["k9-not-here"], "yes")),
-        ),
-        422,
-        Some("item_not_in_bucket"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            &path,
-            Some(&dora_token),
-            Some(&results_body(&[&keys[0]], "maybe")),
-        ),
-        400,
-        Some("invalid_field"),
-    );
-    // Heartbeat: 403 for another client, 404 unknown, 200 for the holder.
+    let items = "/api/v1/work/items";
+    let clients = "/api/v1/work/clients";
+    let leases = "/api/v1/work/leases";
+    let results = format!("/api/v1/work/buckets/{id}/results");
     let heartbeat = format!("/api/v1/work/buckets/{id}/heartbeat");
-    check(
-        &call(addr, "POST", &heartbeat, Some(&eve_token), None),
-        403,
-        Some("not_owner"),
-    );
-    check(
-        &call(
-            addr,
-            "POST",
-            "/api/v1/work/buckets/999999/heartbeat",
-            Some(&dora_token),
-            None,
-        ),
-        404,
-        Some("not_found"),
-    );
-    let beat = call(addr, "POST", &heartbeat, Some(&dora_token), None);
-    check(&beat, 200, None);
-    assert!(beat.json()["lease_expires_at"].as_str().is_some());
-
-    // A partial report, then the rest (with a discovered key, a known one ignored).
-    let partial = call(addr, "POST", &path, Some(&dora_token), Some(&first));
-    check(&partial, 200, None);
-    assert_eq!(partial.json(), json!({"bucket_id": id, "remaining": 2}));
+    let first = results_body(&[&keys[0]], "yes");
+    let outside = results_body(&["k9-not-here"], "yes");
+    let maybe = results_body(&[&keys[0]], "maybe");
     let rest = json!({
         "results": [
             {"key": keys[1], "outcome": "no", "detail": "checked"},
@@ -340,7 +137,48 @@ fn every_work_route_and_error_code() {
         "discovered": ["found-1", "k0"],
     })
     .to_string();
-    let done = call(addr, "POST", &path, Some(&dora_token), Some(&rest));
+    let one = Some(r#"{"max_buckets": 1}"#);
+    #[rustfmt::skip]
+    let rows: &[Row] = &[
+        // Items: admin only, strict bodies.
+        (None, "POST", items, Some(r#"{"items": [{"key": "a"}]}"#), 401, "unauthenticated"),
+        (Some(ADMIN), "POST", items, Some(r#"{"items": [{"key": "a", "prio": 1}]}"#), 400, "unknown_field"),
+        (Some(ADMIN), "POST", items, Some(r#"{"things": []}"#), 400, "missing_field"),
+        (None, "GET", "/api/v1/work/items/nope", None, 404, "not_found"),
+        (None, "GET", "/api/v1/work/items?state=weird", None, 400, "invalid_field"),
+        (None, "GET", "/api/v1/work/items?cursor=zzz", None, 400, "invalid_field"),
+        (Some(ADMIN), "POST", "/api/v1/work/items/k0/rerun", None, 409, "not_done"),
+        (Some(ADMIN), "POST", "/api/v1/work/items/nope/rerun", None, 404, "not_found"),
+        (None, "POST", "/api/v1/work/items/k0/rerun", None, 401, "unauthenticated"),
+        // Registration: field errors.
+        (None, "POST", clients, Some(r#"{"screen_name": "dora"}"#), 400, "missing_field"),
+        (None, "POST", clients, Some(r#"{"screen_name": "dora", "external_id": "has space"}"#), 400, "invalid_field"),
+        // Leases: 401 with a rotated, no or a user-shaped token; too_many_buckets on both sides.
+        (old_t, "POST", leases, one, 401, "unauthenticated"),
+        (None, "POST", leases, one, 401, "unauthenticated"),
+        (Some("not-a-client-token"), "POST", leases, one, 401, "unauthenticated"),
+        (dora_t, "POST", leases, Some(r#"{"max_buckets": 0}"#), 400, "too_many_buckets"),
+        (dora_t, "POST", leases, Some(r#"{"max_buckets": 11}"#), 400, "too_many_buckets"),
+        // Results: 401, 403 not_owner, 404, 422 item_not_in_bucket, 400 on a bad outcome.
+        (None, "POST", &results, Some(&first), 401, "unauthenticated"),
+        (eve_t, "POST", &results, Some(&first), 403, "not_owner"),
+        (dora_t, "POST", "/api/v1/work/buckets/999999/results", Some(&first), 404, "not_found"),
+        (dora_t, "POST", &results, Some(&outside), 422, "item_not_in_bucket"),
+        (dora_t, "POST", &results, Some(&maybe), 400, "invalid_field"),
+        // Heartbeat: 403 for another client, 404 unknown, 200 for the holder.
+        (eve_t, "POST", &heartbeat, None, 403, "not_owner"),
+        (dora_t, "POST", "/api/v1/work/buckets/999999/heartbeat", None, 404, "not_found"),
+        (dora_t, "POST", &heartbeat, None, 200, ""),
+        // Unregistering needs a client token.
+        (None, "DELETE", "/api/v1/work/clients/me", None, 401, "unauthenticated"),
+    ];
+    check_table(addr, rows);
+
+    // A partial report, then the rest (with a discovered key, a known one ignored).
+    let partial = call(addr, "POST", &results, dora_t, Some(&first));
+    check(&partial, 200, None);
+    assert_eq!(partial.json(), json!({"bucket_id": id, "remaining": 2}));
+    let done = call(addr, "POST", &results, dora_t, Some(&rest));
     check(&done, 200, None);
     assert_eq!(done.json(), json!({"bucket_id": id, "remaining": 0}));
     let item = call(
@@ -397,11 +235,6 @@ fn every_work_route_and_error_code() {
     }
     assert_eq!(seen.len(), 8, "{seen:?}");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 8);
-    check(
-        &call(addr, "GET", "/api/v1/work/items?cursor=zzz", None, None),
-        400,
-        Some("invalid_field"),
-    );
 
     // Stats in API.md's shape.
     let stats = call(addr, "GET", "/api/v1/work/stats", None, None);
@@ -433,11 +266,6 @@ fn every_work_route_and_error_code() {
     // Unregister: 401 without a token, 204, then the token is dead and its leases released.
     let held = lease(addr, &eve_token, 1);
     assert_eq!(held.len(), 1);
-    check(
-        &call(addr, "DELETE", "/api/v1/work/clients/me", None, None),
-        401,
-        Some("unauthenticated"),
-    );
     check(
         &call(
             addr,
@@ -486,7 +314,7 @@ fn an_expired_lease_rejects_late_results_with_409() {
     );
     let addr = server.addr;
     add_items(addr, ["x1".to_string(), "x2".to_string()]);
-    let (_, token, _) = register(addr, "slow", "slow-1");
+    let (_, token, _) = register_client(addr, "slow", "slow-1");
     let buckets = lease(addr, &token, 1);
     let id = buckets[0]["id"].as_u64().unwrap();
     let keys = bucket_keys(&buckets[0]);
@@ -535,7 +363,7 @@ fn a_registration_flood_from_one_address_gets_429() {
     );
     let addr = server.addr;
     for i in 0..3 {
-        register(addr, "flood", &format!("f{i}"));
+        register_client(addr, "flood", &format!("f{i}"));
     }
     let response = call(
         addr,
@@ -571,7 +399,8 @@ fn eight_clients_drain_2000_items_exactly_once() {
             let holders = holders.clone();
             let reported = reported.clone();
             std::thread::spawn(move || {
-                let (client_id, token, _) = register(addr, "drainer", &format!("drainer-{n}"));
+                let (client_id, token, _) =
+                    register_client(addr, "drainer", &format!("drainer-{n}"));
                 loop {
                     let buckets = lease(addr, &token, 2);
                     if buckets.is_empty() {

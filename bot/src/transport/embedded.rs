@@ -36,10 +36,14 @@ impl EmbeddedTransport {
     ) -> EngineConfig {
         let mut config = EngineConfig::new(data_dir);
         if let Some(kib) = hash_memory_kib {
-            config.social.password_hash_memory_kib = kib;
+            config
+                .section_mut::<switchyard_engine::social::SocialConfig>()
+                .password_hash_memory_kib = kib;
         }
         if let Some(iterations) = hash_iterations {
-            config.social.password_hash_iterations = iterations;
+            config
+                .section_mut::<switchyard_engine::social::SocialConfig>()
+                .password_hash_iterations = iterations;
         }
         config
     }
@@ -98,7 +102,11 @@ impl Transport for EmbeddedTransport {
         };
         social::validate_sign_up(&request)?;
         let password = request.password.clone();
-        let cost = self.engine.config().social.clone();
+        let cost = self
+            .engine
+            .config()
+            .section::<switchyard_engine::social::SocialConfig>()
+            .clone();
         let hash = blocking(move || social::hash_password(&password, &cost)).await??;
         let view = self.engine.social().sign_up_hashed(request, hash).await?;
         Ok(user_info(view))

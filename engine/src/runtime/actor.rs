@@ -8,9 +8,9 @@ use std::time::Duration;
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message};
 use tokio::sync::oneshot;
 
+use super::checkpoint::{SnapshotReply, TakenSnapshot};
 use super::{Ctx, Entity, Event, Record, Shared};
 use crate::clock::Millis;
-use crate::codec;
 use crate::error::Result;
 use crate::store::SnapshotBatch;
 
@@ -67,6 +67,10 @@ impl<E: Entity> EntityActor<E> {
             key: self.key,
             now_ms: self.shared.clock.now_ms(),
             config: &self.shared.config,
+            coverage_lsn: self
+                .shared
+                .coverage_lsn
+                .load(std::sync::atomic::Ordering::Acquire),
         };
         let decision = match self.state.decide(command, &ctx) {
             Ok(decision) => decision,
@@ -76,6 +80,21 @@ impl<E: Entity> EntityActor<E> {
             return (Ok(decision.reply), self.last_applied);
         }
         let shared = &self.shared;
+        // Only enqueues are held back: the outbox's own completions are what drains the pools.
+        let enqueues = decision.events.iter().any(|(key, event)| {
+            key.kind == super::outbox::OUTBOX
+                && matches!(
+                    event.downcast_ref::<super::outbox::OutboxEvent>(),
+                    Some(super::outbox::OutboxEvent::Enqueued(_))
+                )
+        });
+        if enqueues && shared.effects.saturated() {
+            // Back-pressure: the pools are behind; nothing is logged.
+            return (
+                Err(crate::error::Error::Overloaded("effect queue")),
+                self.last_applied,
+            );
+        }
         // Holds are taken before the LSN exists, at a floor no greater than it.
         let floor = shared.wal.next_lsn();
         let foreign_count = decision
@@ -94,7 +113,7 @@ impl<E: Entity> EntityActor<E> {
             origin: self.key,
             entries: decision.events,
         };
-        let lsn = match shared.wal.append(codec::encode(&record)) {
+        let lsn = match shared.wal.append(record.encode()) {
             Ok(lsn) => lsn,
             Err(error) => {
                 // Nothing was logged: give back every hold taken for it.
@@ -108,11 +127,27 @@ impl<E: Entity> EntityActor<E> {
             self.dirty_floor = Some(floor);
         }
         let mut undelivered = None;
+        if enqueues {
+            for (key, event) in &record.entries {
+                if let Some(super::outbox::OutboxEvent::Enqueued(effect)) = (key.kind
+                    == super::outbox::OUTBOX)
+                    .then(|| event.downcast_ref::<super::outbox::OutboxEvent>())
+                    .flatten()
+                {
+                    shared.effects.offer(lsn, effect.clone());
+                }
+            }
+        }
         for (key, event) in record.entries {
             if key == self.key {
-                self.state.apply(&event);
+                // Invariant: an actor's own events are of its own event type (its decide made
+                // them).
+                let own = event
+                    .downcast_ref::<E::Event>()
+                    .expect("an actor's own event is of its kind's event type");
+                self.state.apply(own);
             } else if let Err(error) = shared
-                .directories
+                .registry
                 .any(key.kind)
                 .deliver_foreign(shared, key.id, event, lsn, floor)
             {
@@ -171,7 +206,11 @@ impl<E: Entity> EntityActor<E> {
         let clean = self.dirty_floor.is_none() && self.snapshot_written >= self.last_applied;
         if idle_ms >= self.shared.config.passivate_after_ms
             && clean
-            && E::directory(&self.shared.directories).remove_if_idle(self.key.id, &self.pending)
+            && self
+                .shared
+                .registry
+                .directory::<E>()
+                .remove_if_idle(self.key.id, &self.pending)
         {
             ctx.stop();
         }
@@ -219,7 +258,12 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
 
     fn handle(&mut self, message: Foreign, _: &mut Self::Context) {
         self.touch();
-        self.state.apply_foreign(&message.event);
+        // Invariant: the directory checked the event's type before queueing it.
+        let event = message
+            .event
+            .downcast_ref::<E::Event>()
+            .expect("a foreign event of the receiver's event type");
+        self.state.apply_foreign_at(event, message.lsn);
         self.last_applied = self.last_applied.max(message.lsn);
         self.sync_deadline();
         match self.dirty_floor {
@@ -241,18 +285,8 @@ impl<E: Entity> Handler<Foreign> for EntityActor<E> {
     }
 }
 
-/// A snapshot taken for the checkpointer: the changed parts, the LSN they reflect and the floor
-/// of the hold to release once they are flushed.
-pub(crate) struct TakenSnapshot {
-    pub batch: SnapshotBatch,
-    pub lsn: u64,
-    pub floor: u64,
-    /// `Some(deadline)` when the deadline changed since the last snapshot.
-    pub deadline: Option<Option<Millis>>,
-}
-
 pub(crate) struct TakeSnapshot {
-    pub reply: super::checkpoint::SnapshotReply,
+    pub reply: SnapshotReply,
 }
 
 impl Message for TakeSnapshot {

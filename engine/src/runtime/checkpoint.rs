@@ -26,9 +26,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::actor::TakenSnapshot;
 use super::{ActorKey, Shared};
+use crate::clock::Millis;
 use crate::error::Result;
+use crate::store::SnapshotBatch;
 
 /// Pass numbers: the one being taken, and the last one whose snapshots are flushed to the checkpoint store with
 /// every pass before it.
@@ -49,6 +50,16 @@ impl Passes {
     pub fn is_written(&self, pass: u64) -> bool {
         self.written.load(Ordering::Acquire) >= pass
     }
+}
+
+/// A snapshot taken for the checkpointer: the changed parts, the LSN they reflect and the floor
+/// of the hold to release once they are flushed.
+pub(crate) struct TakenSnapshot {
+    pub batch: SnapshotBatch,
+    pub lsn: u64,
+    pub floor: u64,
+    /// `Some(deadline)` when the deadline changed since the last snapshot.
+    pub deadline: Option<Option<Millis>>,
 }
 
 /// Gathers the snapshots of one pass. Every reached actor answers exactly once through its
@@ -169,7 +180,7 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     let mut unreachable: Vec<ActorKey> = Vec::new();
     for key in keys {
         if let Err(error) = shared
-            .directories
+            .registry
             .any(key.kind)
             .take_snapshot(shared, key.id, &collector)
         {
@@ -213,6 +224,7 @@ fn pass(shared: &Arc<Shared>) -> Result<CheckpointReport> {
     report.coverage_lsn = coverage;
     if coverage > shared.store.meta()?.coverage_lsn {
         shared.store.write_meta(coverage)?;
+        shared.coverage_lsn.fetch_max(coverage, Ordering::AcqRel);
     }
     match shared.wal.remove_covered(coverage) {
         Ok(removed) => report.segments_removed = removed,
@@ -249,8 +261,8 @@ mod tests {
             let collector = collector.clone();
             std::thread::spawn(move || done.send(collector.wait()).unwrap())
         };
-        answered.send(ActorKey::new(Kind::Counter, 1), Some(taken(7)));
-        clean.send(ActorKey::new(Kind::Counter, 2), None);
+        answered.send(ActorKey::new(Kind::new(1), 1), Some(taken(7)));
+        clean.send(ActorKey::new(Kind::new(1), 2), None);
         assert!(
             finished
                 .recv_timeout(std::time::Duration::from_millis(100))
@@ -263,7 +275,7 @@ mod tests {
             .expect("the last reply, dropped unanswered, ends the wait");
         waiter.join().unwrap();
         assert_eq!(gathered.len(), 1);
-        assert_eq!(gathered[0].0, ActorKey::new(Kind::Counter, 1));
+        assert_eq!(gathered[0].0, ActorKey::new(Kind::new(1), 1));
         assert_eq!(gathered[0].1.lsn, 7);
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::actor::{Ask, EntityActor, Foreign, TakeSnapshot, Timer};
 use super::checkpoint::{Collector, SnapshotReply};
-use super::{ActorKey, Entity, Event, Kind, Shared};
+use super::{ActorKey, Entity, Event, Shared};
 use crate::error::{Error, Result};
 
 const STRIPES: usize = 64;
@@ -196,6 +196,8 @@ impl<E: Entity> Directory<E> {
 
 /// Kind-erased operations the runtime needs on any directory.
 pub(crate) trait AnyDirectory: Send + Sync {
+    /// For finding the typed directory (`Registry::directory`).
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Queues an event another actor decided for actor `id` (activating it). `Err` when the
     /// receiver cannot be activated (its snapshot cannot be read); the event's hold stays taken.
     fn deliver_foreign(
@@ -218,6 +220,10 @@ pub(crate) trait AnyDirectory: Send + Sync {
 }
 
 impl<E: Entity> AnyDirectory for Directory<E> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn deliver_foreign(
         &self,
         shared: &Arc<Shared>,
@@ -226,7 +232,14 @@ impl<E: Entity> AnyDirectory for Directory<E> {
         lsn: u64,
         floor: u64,
     ) -> Result<()> {
-        let created = E::created_by(id, &event);
+        let Some(typed) = event.downcast_ref::<E::Event>() else {
+            return Err(Error::Store(format!(
+                "an event of tag {} was addressed to kind {:?}, whose events are another type",
+                event.tag(),
+                E::KIND
+            )));
+        };
+        let created = E::created_by(id, typed);
         self.send(shared, id, false, created, |addr| {
             addr.do_send(Foreign { event, lsn, floor })
         })
@@ -259,40 +272,5 @@ impl<E: Entity> AnyDirectory for Directory<E> {
 
     fn active_count(&self) -> usize {
         Directory::active_count(self)
-    }
-}
-
-/// One directory per kind of actor.
-#[derive(Default)]
-pub struct Directories {
-    pub(crate) counter: Directory<crate::demo::Counter>,
-    pub(crate) accounts: Directory<crate::social::accounts::Accounts>,
-    pub(crate) user: Directory<crate::social::user::User>,
-    pub(crate) posts: Directory<crate::social::posts::PostIndex>,
-    pub(crate) work_pool: Directory<crate::work::pool::Pool>,
-    pub(crate) work_buckets: Directory<crate::work::bucket::Bucket>,
-}
-
-impl Directories {
-    pub(crate) fn any(&self, kind: Kind) -> &dyn AnyDirectory {
-        match kind {
-            Kind::Counter => &self.counter,
-            Kind::Accounts => &self.accounts,
-            Kind::User => &self.user,
-            Kind::PostIndex => &self.posts,
-            Kind::WorkPool => &self.work_pool,
-            Kind::WorkBucket => &self.work_buckets,
-        }
-    }
-
-    pub(crate) fn all(&self) -> [&dyn AnyDirectory; 6] {
-        [
-            &self.counter,
-            &self.accounts,
-            &self.user,
-            &self.posts,
-            &self.work_pool,
-            &self.work_buckets,
-        ]
     }
 }

@@ -28,6 +28,13 @@
 //! `Error::Stopped`, readiness is false, and a restart recovers from the WAL. Nothing
 //! acknowledged is lost, and no reply ever reflects state the engine could not keep consistent.
 //!
+//! # Domains
+//! The runtime names no domain. A domain registers its kinds (each an [`Entity`] type with its
+//! [`DomainEvent`] type) and its config section in a [`Registry`] (`registry.rs`); the runtime
+//! finds directories, replay loaders and event decoders there. Events travel type-erased
+//! ([`Event`]) and are encoded into WAL records byte for byte as the closed enum of earlier
+//! builds encoded them (`event.rs`), so old logs read unchanged.
+//!
 //! Invariants:
 //! - Only actors mutate their state, on their own arbiter thread.
 //! - An actor passivates only when clean (no events since its last snapshot) and its last snapshot
@@ -36,119 +43,32 @@
 mod actor;
 pub(crate) mod checkpoint;
 mod directory;
-pub(crate) mod recovery;
+mod domain;
+pub mod effects;
+mod event;
+pub mod outbox;
+pub mod recovery;
+mod registry;
+mod replayed;
 pub(crate) mod timers;
 pub(crate) mod tracker;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 pub use checkpoint::CheckpointReport;
-pub use directory::Directories;
 pub use directory::Directory;
+pub use domain::{registry_of, Domain};
+pub use event::{DomainEvent, Event, Record};
+pub use recovery::Replay;
+pub use registry::Registry;
+
+pub use crate::key::{ActorKey, Kind};
 
 use crate::clock::{Millis, SharedClock};
 use crate::config::{Durability, EngineConfig};
 use crate::error::{Error, Result};
 use crate::store::{SnapshotBatch, Store};
 use crate::wal::Wal;
-
-/// The kind of an actor; part of its key and of every snapshot key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum Kind {
-    /// The demonstration counter (runtime tests and the crash test of the foundation).
-    Counter = 1,
-    /// The social workload's e-mail index (singleton).
-    Accounts = 2,
-    /// A social user.
-    User = 3,
-    /// The social workload's post index (singleton).
-    PostIndex = 4,
-    /// The work workload's pool: items, bucket formation, clients (singleton).
-    WorkPool = 5,
-    /// A work bucket (its lease and its items' report flags).
-    WorkBucket = 6,
-}
-
-/// Identifies one actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ActorKey {
-    pub kind: Kind,
-    pub id: u64,
-}
-
-impl Kind {
-    /// Whether this kind's snapshots are packed: stored [`crate::store::GROUP`] ids to a store
-    /// key instead of one header, parts and timer key per actor. For small actors created in id
-    /// order by the thousand (work buckets: one per lease), where a store's cost per key would
-    /// dominate a checkpoint; siblings in a group are created, changed and snapshotted at about
-    /// the same time, so a group is rewritten in few passes.
-    pub const fn packed(self) -> bool {
-        matches!(self, Kind::WorkBucket)
-    }
-
-    pub fn from_u8(value: u8) -> Option<Kind> {
-        [
-            Kind::Counter,
-            Kind::Accounts,
-            Kind::User,
-            Kind::PostIndex,
-            Kind::WorkPool,
-            Kind::WorkBucket,
-        ]
-        .into_iter()
-        .find(|kind| *kind as u8 == value)
-    }
-}
-
-impl ActorKey {
-    pub const fn new(kind: Kind, id: u64) -> Self {
-        ActorKey { kind, id }
-    }
-
-    /// The inverse of [`ActorKey::prefix`].
-    pub fn from_prefix(bytes: &[u8]) -> Option<ActorKey> {
-        let kind = Kind::from_u8(*bytes.first()?)?;
-        let id: [u8; 8] = bytes.get(1..9)?.try_into().ok()?;
-        Some(ActorKey::new(kind, u64::from_be_bytes(id)))
-    }
-
-    /// The store key of the actor's snapshot header: kind byte + big-endian id.
-    pub fn prefix(&self) -> [u8; 9] {
-        let mut out = [0u8; 9];
-        out[0] = self.kind as u8;
-        out[1..].copy_from_slice(&self.id.to_be_bytes());
-        out
-    }
-
-    /// The store key of one part of the actor's snapshot: prefix + `/` + `sub`.
-    pub fn sub_key(&self, sub: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(10 + sub.len());
-        out.extend_from_slice(&self.prefix());
-        out.push(b'/');
-        out.extend_from_slice(sub);
-        out
-    }
-}
-
-/// Every event of every domain. Events are facts that already passed validation; applying them
-/// needs no clock and no randomness.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Event {
-    Counter(crate::demo::CounterEvent),
-    Social(crate::social::SocialEvent),
-    Work(crate::work::WorkEvent),
-}
-
-/// One WAL record: the events of one command. `origin` is the actor that decided them; entries
-/// for other actors are "foreign" to those actors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    pub origin: ActorKey,
-    pub entries: Vec<(ActorKey, Event)>,
-}
 
 /// What `decide` returns: the events to log (none for a read or a no-op) and the reply.
 #[derive(Debug)]
@@ -172,11 +92,24 @@ pub struct Ctx<'a> {
     pub key: ActorKey,
     pub now_ms: Millis,
     pub config: &'a EngineConfig,
+    /// Every record at or below this LSN is reflected in flushed snapshots: replay never meets
+    /// it again.
+    pub coverage_lsn: u64,
 }
 
-/// State of one kind of actor. Implemented by each domain.
+/// State of one kind of actor. Implemented by each domain, registered with
+/// [`Registry::kind`].
 pub trait Entity: Sized + Send + Unpin + 'static {
     const KIND: Kind;
+    /// Whether this kind's snapshots are packed: stored [`crate::store::GROUP`] ids to a sled
+    /// key instead of one header, parts and timer key per actor. For small actors created in id
+    /// order by the thousand (work buckets: one per lease), where the store's cost per key would
+    /// dominate a checkpoint; siblings in a group are created, changed and snapshotted at about
+    /// the same time, so a group is rewritten in few passes.
+    const PACKED: bool = false;
+    /// The events this kind applies (its domain's event type; every event addressed to an
+    /// actor of this kind is one).
+    type Event: DomainEvent;
     type Command: Send + 'static;
     type Reply: Send + 'static;
 
@@ -190,17 +123,23 @@ pub trait Entity: Sized + Send + Unpin + 'static {
     /// was never used before, so the store holds nothing for it and activation skips reading
     /// it. `None` (the default) loads as usual. Used on live delivery only; replay always
     /// loads (a snapshot may have been written after the event).
-    fn created_by(_id: u64, _event: &Event) -> Option<Self> {
+    fn created_by(_id: u64, _event: &Self::Event) -> Option<Self> {
         None
     }
 
     /// Applies an event this actor decided. Deterministic.
-    fn apply(&mut self, event: &Event);
+    fn apply(&mut self, event: &Self::Event);
 
     /// Applies an event another actor decided for this one. Must be an idempotent assignment:
     /// replay re-applies foreign events whatever this actor's snapshot LSN is.
-    fn apply_foreign(&mut self, event: &Event) {
+    fn apply_foreign(&mut self, event: &Self::Event) {
         self.apply(event)
+    }
+
+    /// [`Entity::apply_foreign`], told the LSN of the record the event is in (live and in
+    /// replay), for an actor that must recognise an event it has seen (the outbox).
+    fn apply_foreign_at(&mut self, event: &Self::Event, _lsn: u64) {
+        self.apply_foreign(event)
     }
 
     /// The next instant (clock ms) at which this actor wants `timer_command`, derived from its
@@ -217,9 +156,6 @@ pub trait Entity: Sized + Send + Unpin + 'static {
 
     /// Writes the parts of the state changed since the last call into `batch`.
     fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
-
-    /// This kind's directory.
-    fn directory(directories: &Directories) -> &Directory<Self>;
 }
 
 /// The engine's fail-stop latch: the first fault it cannot repair while running (a failed
@@ -247,6 +183,8 @@ impl Fault {
 /// What every actor and directory shares.
 pub(crate) struct Shared {
     pub fault: Fault,
+    /// The coverage LSN last flushed to the store (see `Ctx::coverage_lsn`).
+    pub coverage_lsn: std::sync::atomic::AtomicU64,
     pub wal: Wal,
     pub store: Store,
     pub tracker: tracker::Tracker,
@@ -255,7 +193,8 @@ pub(crate) struct Shared {
     pub clock: SharedClock,
     pub config: EngineConfig,
     pub shards: Vec<actix_rt::ArbiterHandle>,
-    pub directories: Directories,
+    pub registry: Registry,
+    pub effects: effects::Effects,
 }
 
 impl Shared {
@@ -275,7 +214,7 @@ impl Shared {
     /// Queues `command` for actor `id` without waiting for the reply (one-way). The change is
     /// applied like any other; the caller just never learns the outcome.
     pub fn tell<E: Entity>(self: &Arc<Self>, id: u64, command: E::Command) -> Result<()> {
-        E::directory(&self.directories).tell(self, id, command)
+        self.registry.directory::<E>().tell(self, id, command)
     }
 
     /// Sends `command` to actor `id` of kind `E` and returns its reply once the state it reflects
@@ -285,7 +224,7 @@ impl Shared {
         id: u64,
         command: E::Command,
     ) -> Result<E::Reply> {
-        let receiver = E::directory(&self.directories).ask(self, id, command)?;
+        let receiver = self.registry.directory::<E>().ask(self, id, command)?;
         let (result, lsn) = receiver
             .await
             .map_err(|_| Error::Unavailable("actor stopped"))?;

@@ -8,49 +8,20 @@
 
 use std::collections::HashMap;
 
-use super::{ActorKey, Entity, Event, Kind, Record};
-use crate::codec;
-use crate::error::Result;
+use super::registry::Registry;
+use super::replayed::Replayed;
+use super::{ActorKey, Record};
+use crate::error::{Error, Result};
 use crate::store::{Snapshot, SnapshotBatch, Store};
 
-trait Replayed {
-    fn apply(&mut self, event: &Event, own: bool);
-    fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch);
-    fn deadline(&self) -> Option<crate::clock::Millis>;
-}
-
-struct ReplayedEntity<E: Entity>(E);
-
-impl<E: Entity> Replayed for ReplayedEntity<E> {
-    fn apply(&mut self, event: &Event, own: bool) {
-        if own {
-            self.0.apply(event)
-        } else {
-            self.0.apply_foreign(event)
-        }
-    }
-
-    fn save(&mut self, key: ActorKey, batch: &mut SnapshotBatch) {
-        self.0.save(key, batch)
-    }
-
-    fn deadline(&self) -> Option<crate::clock::Millis> {
-        self.0.next_deadline()
-    }
-}
-
-fn load(key: ActorKey, store: &Store) -> Result<Box<dyn Replayed>> {
-    fn boxed<E: Entity>(id: u64, store: &Store) -> Result<Box<dyn Replayed>> {
-        Ok(Box::new(ReplayedEntity(E::load(id, store)?)))
-    }
-    match key.kind {
-        Kind::Counter => boxed::<crate::demo::Counter>(key.id, store),
-        Kind::Accounts => boxed::<crate::social::accounts::Accounts>(key.id, store),
-        Kind::User => boxed::<crate::social::user::User>(key.id, store),
-        Kind::PostIndex => boxed::<crate::social::posts::PostIndex>(key.id, store),
-        Kind::WorkPool => boxed::<crate::work::pool::Pool>(key.id, store),
-        Kind::WorkBucket => boxed::<crate::work::bucket::Bucket>(key.id, store),
-    }
+fn load(key: ActorKey, store: &Store, registry: &Registry) -> Result<Box<dyn Replayed>> {
+    let load = registry.loader(key.kind).ok_or_else(|| {
+        Error::Store(format!(
+            "replay: kind {:?} is no registered domain's",
+            key.kind
+        ))
+    })?;
+    load(key.id, store)
 }
 
 struct Loaded {
@@ -60,31 +31,33 @@ struct Loaded {
 }
 
 /// Replays WAL records into actor states.
-pub(crate) struct Replay<'a> {
+pub struct Replay<'a> {
     store: &'a Store,
+    registry: &'a Registry,
     actors: HashMap<ActorKey, Loaded>,
-    pub records: u64,
-    pub events_applied: u64,
+    pub(crate) records: u64,
+    pub(crate) events_applied: u64,
 }
 
 impl<'a> Replay<'a> {
-    pub fn new(store: &'a Store) -> Self {
+    pub(crate) fn new(store: &'a Store, registry: &'a Registry) -> Self {
         Replay {
             store,
+            registry,
             actors: HashMap::new(),
             records: 0,
             events_applied: 0,
         }
     }
 
-    pub fn apply_record(&mut self, lsn: u64, payload: &[u8]) -> Result<()> {
-        let record: Record = codec::decode(payload)?;
+    pub(crate) fn apply_record(&mut self, lsn: u64, payload: &[u8]) -> Result<()> {
+        let record = Record::decode(payload, self.registry)?;
         self.records += 1;
         for (key, event) in &record.entries {
             let loaded = match self.actors.get_mut(key) {
                 Some(loaded) => loaded,
                 None => {
-                    let state = load(*key, self.store)?;
+                    let state = load(*key, self.store, self.registry)?;
                     let snapshot_lsn = self.store.snapshot_meta(*key)?.map_or(0, |m| m.lsn);
                     self.actors.entry(*key).or_insert(Loaded {
                         state,
@@ -97,7 +70,7 @@ impl<'a> Replay<'a> {
             if own && lsn <= loaded.snapshot_lsn {
                 continue;
             }
-            loaded.state.apply(event, own);
+            loaded.state.apply(event, own, lsn)?;
             loaded.last_lsn = loaded.last_lsn.max(lsn);
             self.events_applied += 1;
         }
@@ -109,7 +82,7 @@ impl<'a> Replay<'a> {
     /// tail did not touch it.
     pub fn include(&mut self, key: ActorKey) -> Result<()> {
         if !self.actors.contains_key(&key) {
-            let state = load(key, self.store)?;
+            let state = load(key, self.store, self.registry)?;
             let snapshot_lsn = self.store.snapshot_meta(key)?.map_or(0, |m| m.lsn);
             self.actors.insert(
                 key,
@@ -124,7 +97,7 @@ impl<'a> Replay<'a> {
     }
 
     /// Writes a snapshot of every touched actor and flushes. Returns how many were written.
-    pub fn checkpoint(self) -> Result<usize> {
+    pub(crate) fn checkpoint(self) -> Result<usize> {
         let count = self.actors.len();
         let mut batches = Vec::with_capacity(count);
         for (key, mut loaded) in self.actors {

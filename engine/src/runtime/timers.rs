@@ -72,8 +72,8 @@ mod tests {
     #[test]
     fn due_timers_come_out_in_deadline_order_once() {
         let timers = Timers::default();
-        let a = ActorKey::new(Kind::Counter, 1);
-        let b = ActorKey::new(Kind::Counter, 2);
+        let a = ActorKey::new(Kind::new(1), 1);
+        let b = ActorKey::new(Kind::new(1), 2);
         timers.set(a, Some(50));
         timers.set(b, Some(20));
         timers.set(a, Some(30));

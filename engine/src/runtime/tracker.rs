@@ -103,7 +103,7 @@ mod tests {
     fn coverage_stops_below_the_lowest_hold() {
         let tracker = Tracker::default();
         assert_eq!(tracker.coverage(11), 10);
-        let key = ActorKey::new(Kind::Counter, 1);
+        let key = ActorKey::new(Kind::new(1), 1);
         tracker.mark_dirty(key, 5);
         tracker.hold(8);
         tracker.hold(5);

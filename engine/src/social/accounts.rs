@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Enrichment, Page, Profile, SocialEvent, UserView};
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{SnapshotBatch, Store};
 
 /// The id of the one `Accounts` actor.
@@ -97,12 +97,13 @@ pub fn email_key(email: &str) -> String {
 }
 
 impl Entity for Accounts {
-    const KIND: Kind = Kind::Accounts;
+    type Event = SocialEvent;
+    const KIND: Kind = super::ACCOUNTS;
     type Command = AccountsCommand;
     type Reply = AccountsReply;
 
     fn load(_id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::Accounts, ACCOUNTS_ID);
+        let key = ActorKey::new(super::ACCOUNTS, ACCOUNTS_ID);
         let mut accounts = Accounts {
             next_id: 1,
             ..Accounts::default()
@@ -158,14 +159,14 @@ impl Entity for Accounts {
                     events: vec![
                         (
                             ctx.key,
-                            Event::Social(SocialEvent::AccountRegistered {
+                            Event::new(SocialEvent::AccountRegistered {
                                 email_key: key,
                                 user_id,
                             }),
                         ),
                         (
-                            ActorKey::new(Kind::User, user_id),
-                            Event::Social(SocialEvent::UserCreated { profile }),
+                            ActorKey::new(super::USER, user_id),
+                            Event::new(SocialEvent::UserCreated { profile }),
                         ),
                     ],
                     reply: AccountsReply::Registered(view),
@@ -192,9 +193,9 @@ impl Entity for Accounts {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &SocialEvent) {
         match event {
-            Event::Social(SocialEvent::AccountRegistered { email_key, user_id }) => {
+            SocialEvent::AccountRegistered { email_key, user_id } => {
                 self.by_email.insert(email_key.clone(), *user_id);
                 self.ids.insert(*user_id);
                 self.next_id = self.next_id.max(user_id + 1);
@@ -214,9 +215,5 @@ impl Entity for Accounts {
         if std::mem::take(&mut self.next_dirty) {
             batch.put(key, NEXT, &Part::Next(self.next_id));
         }
-    }
-
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.accounts
     }
 }

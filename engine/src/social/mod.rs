@@ -36,9 +36,73 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::runtime::Shared;
+use crate::config::{DomainConfig, EngineConfig};
+use crate::runtime::{Domain, DomainEvent, Kind, Registry, Shared};
+use crate::store::Store;
 
 pub use check::Difference;
+
+/// The social domain: registered in `lib.rs`'s `domains!`.
+pub const DOMAIN: SocialDomain = SocialDomain;
+
+/// The e-mail index (singleton).
+pub const ACCOUNTS: Kind = Kind::new(2);
+/// A user.
+pub const USER: Kind = Kind::new(3);
+/// The post index (singleton).
+pub const POST_INDEX: Kind = Kind::new(4);
+
+pub struct SocialDomain;
+
+impl Domain for SocialDomain {
+    fn name(&self) -> &'static str {
+        "social"
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.kind::<accounts::Accounts>("accounts");
+        registry.kind::<user::User>("user");
+        registry.kind::<posts::PostIndex>("post_index");
+        registry.config::<SocialConfig>();
+    }
+
+    fn configure_for_tests(&self, config: &mut EngineConfig) {
+        *config.section_mut::<SocialConfig>() = SocialConfig::for_tests();
+    }
+
+    fn start(
+        &self,
+        store: &Store,
+        config: &EngineConfig,
+    ) -> Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+        Ok(Some(Box::new(SocialState {
+            post_ids: PostIds::new(posts::PostIndex::next_post_id(store)?),
+            authors: AuthorCache::new(config.section::<SocialConfig>().author_cache_entries_max),
+            like_gate: LikeGate::new(),
+        })))
+    }
+}
+
+/// What the social API handles share (made at open).
+pub(crate) struct SocialState {
+    post_ids: PostIds,
+    authors: AuthorCache,
+    like_gate: LikeGate,
+}
+
+impl crate::Engine {
+    /// The social workload (see [`crate::social`]).
+    pub fn social(&self) -> Social<'_> {
+        let state = self.state::<SocialState>();
+        Social {
+            shared: self.shared(),
+            post_ids: &state.post_ids,
+            authors: &state.authors,
+            like_gate: &state.like_gate,
+            config: self.config().section::<SocialConfig>(),
+        }
+    }
+}
 
 /// Largest post text, in bytes (API.md: `invalid_text` when empty or larger).
 pub const POST_TEXT_BYTES_MAX: usize = 5000;
@@ -94,6 +158,10 @@ pub enum SocialEvent {
     LikeGiven { post_id: u64, on: bool },
     /// PostIndex (from the author): `post_id` now has `likes`.
     PostLikes { post_id: u64, likes: u64 },
+}
+
+impl DomainEvent for SocialEvent {
+    const TAG: u32 = 1;
 }
 
 /// A user's profile as stored.
@@ -164,8 +232,12 @@ pub struct SocialStats {
 
 pub use crate::Page;
 
-/// Ground rules and costs of the social workload.
-#[derive(Debug, Clone)]
+/// Ground rules and costs of the social workload. The server reads them from the keys API.md
+/// names (`limits.max_posts_per_user`, `limits.max_likes_per_user`,
+/// `auth.password_hash_memory_kib`, `auth.password_hash_iterations`); this `Default` is the
+/// only statement of their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SocialConfig {
     /// `limits.max_posts_per_user`: unset = no limit.
     pub max_posts_per_user: Option<u64>,
@@ -189,6 +261,10 @@ impl Default for SocialConfig {
             author_cache_entries_max: 1_000_000,
         }
     }
+}
+
+impl DomainConfig for SocialConfig {
+    const SECTION: &'static str = "social";
 }
 
 impl SocialConfig {

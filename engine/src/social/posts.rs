@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Page, SocialEvent, SocialStats};
 use crate::error::Result;
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Entity, Kind};
 use crate::store::{Chunked, SnapshotBatch, Store};
 
 /// The id of the one `PostIndex` actor.
@@ -98,18 +98,19 @@ impl PostIndex {
 
     /// Reads the post id high-water mark from a snapshot without activating the actor.
     pub(crate) fn next_post_id(store: &Store) -> Result<u64> {
-        let key = ActorKey::new(Kind::PostIndex, POST_INDEX_ID);
+        let key = ActorKey::new(super::POST_INDEX, POST_INDEX_ID);
         Ok(store.get::<u64>(key, NEXT)?.unwrap_or(1))
     }
 }
 
 impl Entity for PostIndex {
-    const KIND: Kind = Kind::PostIndex;
+    type Event = SocialEvent;
+    const KIND: Kind = super::POST_INDEX;
     type Command = PostIndexCommand;
     type Reply = PostIndexReply;
 
     fn load(_id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::PostIndex, POST_INDEX_ID);
+        let key = ActorKey::new(super::POST_INDEX, POST_INDEX_ID);
         let posts = Chunked::<u64, Entry>::load(store, key, POSTS)?;
         let mut index = PostIndex {
             next_post_id: store.get::<u64>(key, NEXT)?.unwrap_or(1),
@@ -171,11 +172,11 @@ impl Entity for PostIndex {
         }))
     }
 
-    fn apply(&mut self, event: &Event) {
+    fn apply(&mut self, event: &SocialEvent) {
         match event {
-            Event::Social(SocialEvent::PostIndexed {
+            SocialEvent::PostIndexed {
                 post_id, author_id, ..
-            }) => {
+            } => {
                 if !self.posts.contains_key(post_id) {
                     self.posts.insert_or_assign(
                         *post_id,
@@ -191,7 +192,7 @@ impl Entity for PostIndex {
                     self.next_dirty = true;
                 }
             }
-            Event::Social(SocialEvent::PostLikes { post_id, likes }) => {
+            SocialEvent::PostLikes { post_id, likes } => {
                 self.set_likes(*post_id, *likes)
             }
             other => unreachable!("not a post index event: {other:?}"),
@@ -203,9 +204,5 @@ impl Entity for PostIndex {
         if std::mem::take(&mut self.next_dirty) {
             batch.put(key, NEXT, &self.next_post_id);
         }
-    }
-
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.posts
     }
 }

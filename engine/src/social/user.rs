@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{LikeOutcome, LikeRecord, LikeView, Page, PostView, Profile, SocialEvent, UserView};
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{Chunked, SnapshotBatch, Store};
 
 #[derive(Debug)]
@@ -187,12 +187,13 @@ impl User {
 }
 
 impl Entity for User {
-    const KIND: Kind = Kind::User;
+    type Event = SocialEvent;
+    const KIND: Kind = super::USER;
     type Command = UserCommand;
     type Reply = UserReply;
 
     fn load(id: u64, store: &Store) -> Result<Self> {
-        let key = ActorKey::new(Kind::User, id);
+        let key = ActorKey::new(super::USER, id);
         let posts = Chunked::<u64, StoredPost>::load(store, key, POSTS)?;
         let mut post_likes: BTreeMap<u64, u64> = posts.iter().map(|(id, _)| (*id, 0)).collect();
         let likes = Chunked::<(u64, u64), LikeRecord>::load(store, key, LIKES)?;
@@ -234,7 +235,7 @@ impl Entity for User {
             }
             UserCommand::CreatePost { post_id, text } => {
                 self.exists()?;
-                if let Some(max) = ctx.config.social.max_posts_per_user {
+                if let Some(max) = ctx.config.section::<super::SocialConfig>().max_posts_per_user {
                     if self.counters.posts_count >= max {
                         return Err(Error::forbidden(
                             "post_limit_reached",
@@ -252,15 +253,15 @@ impl Entity for User {
                     events: vec![
                         (
                             ctx.key,
-                            Event::Social(SocialEvent::PostCreated {
+                            Event::new(SocialEvent::PostCreated {
                                 post_id,
                                 text,
                                 created_at_ms,
                             }),
                         ),
                         (
-                            ActorKey::new(Kind::PostIndex, super::posts::POST_INDEX_ID),
-                            Event::Social(SocialEvent::PostIndexed {
+                            ActorKey::new(super::POST_INDEX, super::posts::POST_INDEX_ID),
+                            Event::new(SocialEvent::PostIndexed {
                                 post_id,
                                 author_id: self.id,
                                 created_at_ms,
@@ -326,7 +327,7 @@ impl Entity for User {
                     return Err(Error::conflict("not_liked", "this post is not liked"));
                 }
                 if on && limit_reached {
-                    let max = ctx.config.social.max_likes_per_user.unwrap_or(0);
+                    let max = ctx.config.section::<super::SocialConfig>().max_likes_per_user.unwrap_or(0);
                     return Err(Error::forbidden(
                         "like_limit_reached",
                         format!("a user may have at most {max} likes"),
@@ -358,7 +359,7 @@ impl Entity for User {
                     events: vec![
                         (
                             ctx.key,
-                            Event::Social(SocialEvent::LikeSet {
+                            Event::new(SocialEvent::LikeSet {
                                 post_id,
                                 user_id: liker,
                                 record,
@@ -366,12 +367,12 @@ impl Entity for User {
                             }),
                         ),
                         (
-                            ActorKey::new(Kind::User, liker),
-                            Event::Social(SocialEvent::LikeGiven { post_id, on }),
+                            ActorKey::new(super::USER, liker),
+                            Event::new(SocialEvent::LikeGiven { post_id, on }),
                         ),
                         (
-                            ActorKey::new(Kind::PostIndex, super::posts::POST_INDEX_ID),
-                            Event::Social(SocialEvent::PostLikes { post_id, likes }),
+                            ActorKey::new(super::POST_INDEX, super::posts::POST_INDEX_ID),
+                            Event::new(SocialEvent::PostLikes { post_id, likes }),
                         ),
                     ],
                     reply: UserReply::Like(LikeOutcome {
@@ -431,10 +432,7 @@ impl Entity for User {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
-        let Event::Social(event) = event else {
-            unreachable!("a user receives only social events");
-        };
+    fn apply(&mut self, event: &SocialEvent) {
         match event {
             SocialEvent::UserCreated { profile } => {
                 self.profile = Some(profile.clone());
@@ -494,9 +492,5 @@ impl Entity for User {
         self.posts.save(key, POSTS, batch);
         self.likes.save(key, LIKES, batch);
         self.gave.save(key, GAVE, batch);
-    }
-
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.user
     }
 }

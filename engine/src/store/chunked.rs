@@ -23,7 +23,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{SnapshotBatch, Store};
 use crate::error::{Error, Result};
-use crate::runtime::ActorKey;
+use crate::key::ActorKey;
 
 /// Entries per chunk (one sled key). Changing it changes the snapshot format.
 pub const CHUNK: usize = 32;
@@ -240,10 +240,10 @@ impl<K: Ord + Clone, V> Chunked<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Kind;
+    use crate::key::Kind;
     use crate::store::Snapshot;
 
-    const ACTOR: ActorKey = ActorKey::new(Kind::User, 7);
+    const ACTOR: ActorKey = ActorKey::new(Kind::new(3), 7);
     const PREFIX: &[u8] = b"likes/";
 
     fn filled(n: u64) -> Chunked<(u64, u64), u64> {
@@ -396,7 +396,7 @@ mod tests {
     fn refusal(chunks: Chunks) -> String {
         match Chunked::from_chunks(ACTOR, PREFIX, chunks) {
             Err(Error::Store(message)) => {
-                assert!(message.contains("User 7"), "{message}");
+                assert!(message.contains("Kind(3) 7"), "{message}");
                 message
             }
             other => panic!("expected a store error, got {other:?}"),

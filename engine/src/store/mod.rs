@@ -60,7 +60,8 @@
 //! [`Chunked`] map: chunks of [`chunked::CHUNK`] entries in insertion order, one key each,
 //! so a checkpoint writes the chunks that changed (usually the tail) instead of a key per entry.
 //!
-//! A kind with [`crate::runtime::Kind::packed`] keeps the same things in the packed layout
+//! A kind the engine opens the store with as packed (`Entity::PACKED`) keeps the same things in
+//! the packed layout
 //! (`packed`: [`GROUP`] ids' snapshots to a key, and their deadlines to another); every method
 //! here answers the same for both layouts.
 
@@ -80,7 +81,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::{Error, Result};
-use crate::runtime::ActorKey;
+use crate::key::{ActorKey, KindSet};
 
 /// The store's file in the data dir.
 pub const FILE_NAME: &str = "checkpoint.redb";
@@ -217,6 +218,8 @@ pub struct Store {
     path: PathBuf,
     /// Mirror of [`SNAPSHOT_LSN_MAX_KEY`]; raised only inside a write transaction.
     snapshot_lsn_max: std::sync::atomic::AtomicU64,
+    /// Kinds kept in the packed layout.
+    packed: KindSet,
 }
 
 /// The value under `key` in `table`, decoded.
@@ -243,6 +246,12 @@ impl Store {
     /// a sled store (`dir/sled/`) left by an older build. A store that cannot be opened or has
     /// an unknown format version is refused with a message naming the path.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store> {
+        Store::open_packed(dir, cache_bytes, KindSet::default())
+    }
+
+    /// [`Store::open`], keeping the kinds of `packed` in the packed layout (the engine passes
+    /// its registry's: a store must always be opened with the same set).
+    pub fn open_packed(dir: &Path, cache_bytes: u64, packed: KindSet) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("create data dir {}", dir.display()), e))?;
         let cache_bytes = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
@@ -273,6 +282,7 @@ impl Store {
             db,
             path,
             snapshot_lsn_max: std::sync::atomic::AtomicU64::new(snapshot_lsn_max),
+            packed,
         };
         let meta = store.meta()?;
         if meta.format_version != 0 && !codec::is_readable(meta.format_version) {
@@ -334,7 +344,7 @@ impl Store {
     pub fn snapshot_meta(&self, key: ActorKey) -> Result<Option<SnapshotMeta>> {
         injected(crate::failpoints::STORE_READ)?;
         let table = self.snapshots()?;
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group: packed::Group<packed::Entry> =
                 group(&table, &packed::group_of(key).prefix())?;
             return Ok(packed::find(&group, key.id).map(|entry| SnapshotMeta { lsn: entry.lsn }));
@@ -346,7 +356,7 @@ impl Store {
     pub fn get<T: DeserializeOwned>(&self, key: ActorKey, sub: &[u8]) -> Result<Option<T>> {
         injected(crate::failpoints::STORE_READ)?;
         let table = self.snapshots()?;
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group: packed::Group<packed::Entry> =
                 group(&table, &packed::group_of(key).prefix())?;
             return match packed::find(&group, key.id).and_then(|entry| entry.part(sub)) {
@@ -373,7 +383,7 @@ impl Store {
         injected(crate::failpoints::STORE_READ)?;
         let table = self.snapshots()?;
         let mut out = Vec::new();
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let group: packed::Group<packed::Entry> =
                 group(&table, &packed::group_of(key).prefix())?;
             if let Some(entry) = packed::find(&group, key.id) {
@@ -416,7 +426,7 @@ impl Store {
                 Default::default();
             for snapshot in snapshots {
                 let key = snapshot.key;
-                if key.kind.packed() {
+                if self.packed.contains(key.kind) {
                     packed_members
                         .entry(packed::group_of(key).prefix())
                         .or_default()
@@ -498,7 +508,7 @@ impl Store {
     /// The persisted deadline of one actor.
     pub fn deadline(&self, key: ActorKey) -> Result<Option<u64>> {
         let table = self.snapshots()?;
-        if key.kind.packed() {
+        if self.packed.contains(key.kind) {
             let deadlines: packed::Group<u64> = group(&table, &timer_key(packed::group_of(key)))?;
             return Ok(packed::find(&deadlines, key.id).copied());
         }
@@ -520,7 +530,7 @@ impl Store {
             }
             let key = ActorKey::from_prefix(&key[1..])
                 .ok_or_else(|| Error::Store("timers: bad actor key".into()))?;
-            if key.kind.packed() {
+            if self.packed.contains(key.kind) {
                 let group: packed::Group<u64> = codec::decode(value)?;
                 out.extend(
                     group
@@ -561,13 +571,22 @@ fn injected(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::Kind;
+    use crate::key::Kind;
+
+    const COUNTER: Kind = Kind::new(1);
+    const BUCKET: Kind = Kind::new(6);
+
+    fn packed_buckets() -> KindSet {
+        let mut set = KindSet::default();
+        set.insert(BUCKET);
+        set
+    }
     use redb::ReadableTableMetadata;
 
     #[test]
     fn snapshots_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let key = ActorKey::new(Kind::Counter, 42);
+        let key = ActorKey::new(COUNTER, 42);
         {
             let store = Store::open(dir.path(), 1 << 20).unwrap();
             let mut batch = SnapshotBatch::default();
@@ -590,7 +609,7 @@ mod tests {
             Some(SnapshotMeta { lsn: 9 })
         );
         assert_eq!(store.get::<u64>(key, b"value").unwrap(), Some(7));
-        let other = ActorKey::new(Kind::Counter, 43);
+        let other = ActorKey::new(COUNTER, 43);
         assert_eq!(store.snapshot_meta(other).unwrap(), None);
         let mut batch = SnapshotBatch::default();
         batch.remove(key, b"other");
@@ -611,9 +630,9 @@ mod tests {
     #[test]
     fn packed_snapshots_share_group_keys_and_answer_like_unpacked_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let first = ActorKey::new(Kind::WorkBucket, 3 * GROUP);
-        let sibling = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 5);
-        let stranger = ActorKey::new(Kind::WorkBucket, 4 * GROUP);
+        let first = ActorKey::new(BUCKET, 3 * GROUP);
+        let sibling = ActorKey::new(BUCKET, 3 * GROUP + 5);
+        let stranger = ActorKey::new(BUCKET, 4 * GROUP);
         let snapshot = |key: ActorKey, lsn: u64, value: u64, deadline: Option<Option<u64>>| {
             let mut parts = SnapshotBatch::default();
             parts.put(key, b"state", &value);
@@ -626,7 +645,7 @@ mod tests {
             }
         };
         {
-            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            let store = Store::open_packed(dir.path(), 1 << 20, packed_buckets()).unwrap();
             store
                 .apply(vec![
                     snapshot(first, 4, 40, Some(Some(400))),
@@ -649,7 +668,7 @@ mod tests {
                 .unwrap();
             store.flush().unwrap();
         }
-        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let store = Store::open_packed(dir.path(), 1 << 20, packed_buckets()).unwrap();
         assert_eq!(
             store.snapshot_meta(first).unwrap(),
             Some(SnapshotMeta { lsn: 7 })
@@ -662,7 +681,7 @@ mod tests {
         );
         let extras: Vec<(Vec<u8>, u64)> = store.scan_sub(sibling, b"extra/").unwrap();
         assert_eq!(extras, vec![(b"1".to_vec(), 61)]);
-        let absent = ActorKey::new(Kind::WorkBucket, 3 * GROUP + 1);
+        let absent = ActorKey::new(BUCKET, 3 * GROUP + 1);
         assert_eq!(store.snapshot_meta(absent).unwrap(), None);
         assert_eq!(store.get::<u64>(absent, b"state").unwrap(), None);
         assert_eq!(store.deadline(first).unwrap(), None);

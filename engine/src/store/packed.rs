@@ -1,4 +1,4 @@
-//! The packed layout, for kinds with [`Kind::packed`]: the snapshots of [`GROUP`] consecutive
+//! The packed layout, for kinds opened as packed (`Entity::PACKED`): the snapshots of [`GROUP`] consecutive
 //! ids share one store key, and so do their deadlines.
 //!
 //! - `kind ‖ group (u64 BE)` → the group's entries, sorted by id: each the LSN its snapshot
@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::ActorKey;
+use crate::key::ActorKey;
 
 /// Ids per group. A group holds whole snapshots, so its value is about `GROUP` times one
 /// actor's (a bucket of the default 180 twenty-byte keys: ~4 KB, so ~64 KB a group).

@@ -22,7 +22,7 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::error::{Error, Result};
-use crate::runtime::{ActorKey, Ctx, Decision, Directories, Directory, Entity, Event, Kind};
+use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{SnapshotBatch, Store};
 
 /// Past holders remembered (to answer `lease_expired` rather than `not_owner`).
@@ -112,7 +112,7 @@ fn not_owner() -> Error {
 
 impl Bucket {
     fn pool_key() -> ActorKey {
-        ActorKey::new(Kind::WorkPool, POOL_ID)
+        ActorKey::new(super::POOL, POOL_ID)
     }
 
     /// The refusal for a client that does not hold the live lease.
@@ -216,12 +216,12 @@ impl Bucket {
             ));
         }
         let remaining = self.remaining - new_positions.len();
-        let expires_at_ms = ctx.now_ms + ctx.config.work.lease_ms();
+        let expires_at_ms = ctx.now_ms + ctx.config.section::<super::WorkConfig>().lease_ms();
         Ok(Decision {
             events: vec![
                 (
                     ctx.key,
-                    Event::Work(WorkEvent::ResultsRecorded {
+                    Event::new(WorkEvent::ResultsRecorded {
                         epoch: self.state.epoch,
                         positions: new_positions,
                         expires_at_ms,
@@ -229,7 +229,7 @@ impl Bucket {
                 ),
                 (
                     Self::pool_key(),
-                    Event::Work(WorkEvent::ItemsReported {
+                    Event::new(WorkEvent::ItemsReported {
                         bucket_id: self.id,
                         epoch: self.state.epoch,
                         client_id,
@@ -260,13 +260,15 @@ impl Bucket {
 }
 
 impl Entity for Bucket {
-    const KIND: Kind = Kind::WorkBucket;
+    type Event = WorkEvent;
+    const KIND: Kind = super::BUCKET;
+    const PACKED: bool = true;
     type Command = BucketCommand;
     type Reply = BucketReply;
 
     fn load(id: u64, store: &Store) -> Result<Self> {
         let state: State = store
-            .get(ActorKey::new(Kind::WorkBucket, id), STATE)?
+            .get(ActorKey::new(super::BUCKET, id), STATE)?
             .unwrap_or_default();
         let remaining = state.reported.iter().filter(|reported| !**reported).count();
         Ok(Bucket {
@@ -279,13 +281,13 @@ impl Entity for Bucket {
     }
 
     /// A grant that forms the bucket (`keys` given, epoch 1) names an id the pool never used.
-    fn created_by(id: u64, event: &Event) -> Option<Self> {
+    fn created_by(id: u64, event: &WorkEvent) -> Option<Self> {
         match event {
-            Event::Work(WorkEvent::LeaseGranted {
+            WorkEvent::LeaseGranted {
                 epoch: 1,
                 keys: Some(_),
                 ..
-            }) => Some(Bucket {
+            } => Some(Bucket {
                 id,
                 ..Bucket::default()
             }),
@@ -303,19 +305,19 @@ impl Entity for Bucket {
             } => self.decide_report(client_id, epoch, results, discovered, ctx),
             BucketCommand::Heartbeat { client_id, epoch } => {
                 self.live_lease(client_id, epoch, ctx.now_ms)?;
-                let expires_at_ms = ctx.now_ms + ctx.config.work.lease_ms();
+                let expires_at_ms = ctx.now_ms + ctx.config.section::<super::WorkConfig>().lease_ms();
                 Ok(Decision {
                     events: vec![
                         (
                             ctx.key,
-                            Event::Work(WorkEvent::LeaseExtended {
+                            Event::new(WorkEvent::LeaseExtended {
                                 epoch: self.state.epoch,
                                 expires_at_ms,
                             }),
                         ),
                         (
                             Self::pool_key(),
-                            Event::Work(WorkEvent::ClientSeen {
+                            Event::new(WorkEvent::ClientSeen {
                                 client_id,
                                 at_ms: ctx.now_ms,
                             }),
@@ -336,13 +338,13 @@ impl Entity for Bucket {
                     return Ok(Decision::read(BucketReply::Done));
                 }
                 let expiries = self.state.expiries + 1;
-                let dead = expiries >= ctx.config.work.max_expiries;
+                let dead = expiries >= ctx.config.section::<super::WorkConfig>().max_expiries;
                 let epoch = self.state.epoch;
                 Ok(Decision {
                     events: vec![
                         (
                             ctx.key,
-                            Event::Work(WorkEvent::LeaseExpired {
+                            Event::new(WorkEvent::LeaseExpired {
                                 epoch,
                                 expiries,
                                 dead,
@@ -350,7 +352,7 @@ impl Entity for Bucket {
                         ),
                         (
                             Self::pool_key(),
-                            Event::Work(WorkEvent::BucketExpired {
+                            Event::new(WorkEvent::BucketExpired {
                                 bucket_id: self.id,
                                 epoch,
                                 client_id,
@@ -390,10 +392,10 @@ impl Entity for Bucket {
                 }
                 Ok(Decision {
                     events: vec![
-                        (ctx.key, Event::Work(WorkEvent::LeaseReleased { epoch })),
+                        (ctx.key, Event::new(WorkEvent::LeaseReleased { epoch })),
                         (
                             Self::pool_key(),
-                            Event::Work(WorkEvent::BucketReleased {
+                            Event::new(WorkEvent::BucketReleased {
                                 bucket_id: self.id,
                                 epoch,
                                 client_id,
@@ -406,10 +408,7 @@ impl Entity for Bucket {
         }
     }
 
-    fn apply(&mut self, event: &Event) {
-        let Event::Work(event) = event else {
-            unreachable!("a bucket receives only work events");
-        };
+    fn apply(&mut self, event: &WorkEvent) {
         let state = &mut self.state;
         match event {
             // From the pool: an assignment guarded by the epoch (replay may repeat it).
@@ -516,10 +515,6 @@ impl Entity for Bucket {
             batch.put(key, STATE, &self.state);
         }
     }
-
-    fn directory(directories: &Directories) -> &Directory<Self> {
-        &directories.work_buckets
-    }
 }
 
 #[cfg(test)]
@@ -600,7 +595,7 @@ mod tests {
             ..Bucket::default()
         };
         for (event, _) in history() {
-            bucket.apply(&Event::Work(event));
+            bucket.apply(&event);
         }
         assert_eq!(bucket.state.keys.key(&bucket.starts, 0), "a");
         assert_eq!(bucket.state.keys.key(&bucket.starts, 2), "c");
@@ -615,14 +610,14 @@ mod tests {
         let once = fingerprint(&bucket);
         for (event, foreign) in history() {
             if foreign {
-                bucket.apply_foreign(&Event::Work(event));
+                bucket.apply_foreign(&event);
             }
         }
         assert_eq!(fingerprint(&bucket), once);
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 1 << 20).unwrap();
-        let key = ActorKey::new(Kind::WorkBucket, 9);
+        let key = ActorKey::new(crate::work::BUCKET, 9);
         let mut batch = SnapshotBatch::default();
         bucket.save(key, &mut batch);
         store
@@ -648,7 +643,7 @@ mod tests {
             },
             WorkEvent::LeaseRevoked { epoch: 1 },
         ] {
-            bucket.apply_foreign(&Event::Work(event));
+            bucket.apply_foreign(&event);
         }
         assert_eq!(bucket.next_deadline(), Some(0));
         assert!(matches!(

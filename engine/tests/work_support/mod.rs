@@ -48,7 +48,7 @@ impl Harness {
 
     /// An engine whose work config is `WorkConfig::for_tests()` changed by `edit`.
     pub fn with(edit: impl FnOnce(&mut WorkConfig)) -> Harness {
-        Harness::configured(|config| edit(&mut config.work))
+        Harness::configured(|config| edit(config.section_mut::<WorkConfig>()))
     }
 
     /// An engine whose whole config (test defaults) is changed by `edit`.
@@ -56,7 +56,7 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = EngineConfig::for_tests(dir.path());
         config.timer_tick_ms = 3_600_000;
-        config.work = WorkConfig::for_tests();
+        *config.section_mut::<WorkConfig>() = WorkConfig::for_tests();
         edit(&mut config);
         let clock = ManualClock::new(START_MS);
         let engine =

@@ -32,6 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::common::{self, try_call, Response, Server, FAST_HASH};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{Rng as _, RngExt, SeedableRng};
 use serde_json::{json, Value};
 use switchyard_powercut::{CutMode, PowerCutFs};
 
@@ -91,30 +93,21 @@ const ENGINE_ARGS: [&str; 14] = [
 
 const _: () = assert!(LOAD_MS_MIN < LOAD_MS_MAX);
 
-/// xorshift64: the episode's random choices, all from its seed.
+/// The episode's random choices, all from its seed: rand's xoshiro256++, the project's seeded
+/// generator.
 #[derive(Clone)]
-struct Rng(u64);
+struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(splitmix(seed) | 1)
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.random_range(0..n.max(1))
     }
-}
-
-fn splitmix(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 struct User {
@@ -793,7 +786,8 @@ pub fn run(settings: &Settings) {
     );
     let mut failures = Vec::new();
     for episode in 0..episode_count {
-        let seed = replay.unwrap_or_else(|| splitmix(base_seed.wrapping_add(episode as u64)));
+        let seed =
+            replay.unwrap_or_else(|| Rng::new(base_seed.wrapping_add(episode as u64)).next());
         let progress: Progress = Arc::new(Mutex::new(None));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_episode(settings, seed, &progress)

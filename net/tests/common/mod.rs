@@ -1,8 +1,16 @@
 //! Shared by the integration tests: start the real `switchyard` binary on port 0 and a temp data
 //! dir, read its address from the stdout line, and speak raw HTTP/1.1 over `std::net::TcpStream`.
 //! Every wait is bounded; a `Server` is SIGKILLed when dropped, so no test leaves a process.
+//!
+//! Every response the request helpers receive is checked against the OpenAPI document
+//! ([`contract`]): a status, content type or body the document does not state fails the test.
+//! Only [`raw`] skips that (its bytes need not be HTTP). The helpers every test file needs are
+//! here once: [`start`] (cheap argon2, the admin token [`ADMIN`]), [`sign_up`], [`login`],
+//! [`register`].
 
 #![allow(dead_code)] // each test file uses a different subset
+
+pub mod contract;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -249,6 +257,15 @@ impl Response {
         })
     }
 
+    /// The API.md error code of an error body, if the body is one.
+    pub fn json_code(&self) -> Option<String> {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()?
+            .pointer("/error/code")?
+            .as_str()
+            .map(str::to_string)
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -267,6 +284,85 @@ pub fn try_request(
 ) -> std::io::Result<Response> {
     let mut connection = Connection::open(addr)?;
     connection.send(method, path, body, false)
+}
+
+/// The admin token of [`start`]'s servers.
+pub const ADMIN: &str = "admin-secret";
+/// The password of [`sign_up`]'s users.
+pub const PASSWORD: &str = "correct horse";
+
+/// Starts the binary with cheap argon2 ([`FAST_HASH`]), the admin token [`ADMIN`] and `extra`
+/// arguments, and waits until it is ready.
+pub fn start(dir: &Path, extra: &[&str]) -> Server {
+    start_with_env(dir, extra, &[])
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+    let mut args: Vec<&str> = FAST_HASH.to_vec();
+    args.extend_from_slice(&["--admin-token", ADMIN]);
+    args.extend_from_slice(extra);
+    let server = Server::start_with_env(dir, &args, envs);
+    server.wait_ready();
+    server
+}
+
+/// Signs up `email` with [`PASSWORD`] (201 expected) and returns the user's id.
+pub fn sign_up(addr: SocketAddr, email: &str) -> u64 {
+    let body = serde_json::json!({"email": email, "password": PASSWORD}).to_string();
+    let response = call(addr, "POST", "/api/v1/users", None, Some(&body));
+    check(&response, 201, None);
+    response.json()["id"].as_u64().expect("a user id")
+}
+
+/// Logs `email` in with [`PASSWORD`] (200 expected) and returns its token.
+pub fn login(addr: SocketAddr, email: &str) -> String {
+    let body = serde_json::json!({"email": email, "password": PASSWORD}).to_string();
+    let response = call(addr, "POST", "/api/v1/auth/login", None, Some(&body));
+    check(&response, 200, None);
+    let body = response.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"]
+        .as_u64()
+        .is_some_and(|seconds| seconds > 0));
+    body["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string()
+}
+
+/// One row of an error-code table: who sends it (a bearer token, or none), method, path, body,
+/// then the status expected and its API.md code (`""` for a success).
+pub type Row<'a> = (
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
+/// Sends each row in order and checks its status and code; a failure names the row.
+pub fn check_table(addr: SocketAddr, rows: &[Row]) {
+    for (index, (who, method, path, body, status, code)) in rows.iter().enumerate() {
+        let response = call(addr, method, path, *who, *body);
+        let code = (!code.is_empty()).then_some(*code);
+        let seen = (response.status, response.json_code());
+        assert!(
+            seen.0 == *status && (code.is_none() || seen.1.as_deref() == code),
+            "row {index}: {method} {path} {body:?} as {who:?}: expected {status} {code:?}, \
+             got {} {}",
+            response.status,
+            response.text()
+        );
+    }
+}
+
+/// Registers a work client (any status: the caller checks it).
+pub fn register(addr: SocketAddr, screen_name: &str, external_id: &str) -> Response {
+    let body =
+        serde_json::json!({"screen_name": screen_name, "external_id": external_id}).to_string();
+    call(addr, "POST", "/api/v1/work/clients", None, Some(&body))
 }
 
 /// Server arguments that make argon2 cheap, so sign-ups do not dominate test time.
@@ -306,7 +402,9 @@ pub fn try_call(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    raw(addr, request.as_bytes())
+    let response = raw(addr, request.as_bytes())?;
+    contract::check(method, path, &response);
+    Ok(response)
 }
 
 /// [`try_call`] that panics on an IO error.
@@ -338,7 +436,9 @@ pub fn call_with_headers(
         "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     ));
-    raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    let response = raw(addr, request.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    contract::check(method, path, &response);
+    response
 }
 
 /// A `HEAD` request on a fresh connection (`Connection: close`): the response head, and as its
@@ -371,11 +471,13 @@ pub fn head(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response 
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect();
-    Response {
+    let response = Response {
         status,
         headers,
         body: bytes[head_end + 4..].to_vec(),
-    }
+    };
+    contract::check("HEAD", path, &response);
+    response
 }
 
 /// Sends raw bytes on a fresh connection and reads one response.
@@ -468,7 +570,9 @@ impl Connection {
             body.len()
         );
         self.stream.write_all(request.as_bytes())?;
-        self.read_response()
+        let response = self.read_response()?;
+        contract::check(method, path, &response);
+        Ok(response)
     }
 
     /// Reads one response: head, then `Content-Length` bytes (or to EOF without one).

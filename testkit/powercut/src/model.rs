@@ -15,6 +15,8 @@ use std::ffi::{OsStr, OsString};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rand::{RngExt, SeedableRng};
+
 /// Granularity of unsynced data: a cut keeps or drops whole pages.
 pub const PAGE_BYTES: u64 = 4096;
 
@@ -250,22 +252,9 @@ pub struct Stats {
     pub last_cut: Option<CutReport>,
 }
 
-/// splitmix64: small, good enough to pick pages, and the same on every machine.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
+/// The cut's generator: rand's xoshiro256++, a named portable generator (the same sequence for
+/// a seed on every machine and within a rand minor version), so a cut replays from its seed.
+type CutRng = rand::rngs::Xoshiro256PlusPlus;
 
 pub(crate) type Result<T> = std::result::Result<T, i32>;
 
@@ -675,7 +664,7 @@ impl Model {
     /// The power cut: the live view becomes the durable image, plus (in `KeepSubset`) a seeded
     /// subset of the unsynced pages. Only call this while nothing is mounted.
     pub(crate) fn cut(&mut self, seed: u64, mode: CutMode) -> CutReport {
-        let mut rng = SplitMix64(seed);
+        let mut rng = CutRng::seed_from_u64(seed);
         let mut report = CutReport {
             seed,
             mode,
@@ -732,14 +721,14 @@ impl Model {
                 CutMode::DropAll => file.pages_dropped = node.dirty_pages.len() as u64,
                 CutMode::KeepSubset => {
                     for index in &node.dirty_pages {
-                        if rng.coin() {
+                        if rng.random::<bool>() {
                             image.copy_page(live, *index);
                             file.pages_kept += 1;
                         } else {
                             file.pages_dropped += 1;
                         }
                     }
-                    if image.size != live.size && rng.coin() {
+                    if image.size != live.size && rng.random::<bool>() {
                         image.size = live.size;
                     }
                     image.clip();

@@ -1,0 +1,91 @@
+//! The domains' HTTP surfaces, one folder (or file) each, registered by one line:
+//! `domains!(demo, social, work)` below. A domain module owns its routes and handlers, its
+//! request and response types (which the OpenAPI generator describes), its OpenAPI parts (tag,
+//! security scheme, error codes, a section of the introduction) and its `/metrics` lines, and
+//! exposes them as `pub const DOMAIN: HttpDomain`. The server's own routes (`/healthz`,
+//! `/readyz`, `/metrics`, `/api/v1/openapi.json`, `/docs`) are not a domain: see
+//! [`crate::service`]. A domain whose engine side asks for effects (the outbox) also brings the
+//! worker pools that run them ([`HttpDomain::effects`]).
+//!
+//! Adding a domain on the net side is a folder here and its name in the `domains!` line (see
+//! ARCHITECTURE.md, "Adding a domain"); nothing else in the server changes.
+//!
+//! Invariant: a domain module reaches the engine only through `switchyard_engine::Engine`'s API
+//! and the server only through [`crate::ctx::Ctx`], the router's [`Route`], [`crate::openapi`],
+//! [`crate::json`], [`crate::http`] and [`crate::metrics::encode`]; domains never import each
+//! other.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use switchyard_engine::runtime::effects::EffectPool;
+
+use crate::app::App;
+use crate::config::ConfigSection;
+use crate::error::Error;
+use crate::openapi::Document;
+use crate::router::Route;
+
+/// A domain's `/metrics` lines, rendered at scrape time (it may ask the engine).
+pub type MetricsFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What the server learns of a domain.
+pub struct HttpDomain {
+    /// The domain's name (its module's).
+    pub name: &'static str,
+    /// Its routes, each with its handler and OpenAPI operation.
+    pub routes: fn() -> Vec<Route>,
+    /// Its parts of the OpenAPI document besides its operations: tags, security schemes,
+    /// error codes, a section of the introduction.
+    pub describe: fn(&mut Document),
+    /// Appends its lines to a `/metrics` scrape (nothing when it has none).
+    pub metrics: for<'a> fn(&'a App, &'a mut String) -> MetricsFuture<'a>,
+    /// The worker pools that run the effects its engine side asks for, given to
+    /// `Engine::open_with_effects` (none when it asks for none).
+    pub effects: fn() -> Result<Vec<EffectPool>, Error>,
+    /// Its configuration section, read by the engine's own type for it
+    /// (`crate::config::section::<T>()`); `None` when it has none.
+    pub config: Option<ConfigSection>,
+}
+
+impl HttpDomain {
+    /// For a domain without metrics of its own.
+    pub fn no_metrics<'a>(_: &'a App, _: &'a mut String) -> MetricsFuture<'a> {
+        Box::pin(async {})
+    }
+
+    /// For a domain that asks for no effects.
+    pub fn no_effects() -> Result<Vec<EffectPool>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// Every domain's configuration section, for `ServerConfig::build`.
+pub fn config_sections() -> Vec<ConfigSection> {
+    DOMAINS
+        .iter()
+        .filter_map(|domain| domain.config.as_ref())
+        .copied()
+        .collect()
+}
+
+/// Every domain's effect pools, for `Engine::open_with_effects`.
+pub fn effect_pools() -> Result<Vec<EffectPool>, Error> {
+    let mut pools = Vec::new();
+    for domain in DOMAINS {
+        pools.extend((domain.effects)()?);
+    }
+    Ok(pools)
+}
+
+/// Declares the domain modules and registers them, in order: `domains!(a, b)` is `pub mod a;
+/// pub mod b;` and [`DOMAINS`] = `[&a::DOMAIN, &b::DOMAIN]`. Mirrors the engine's `domains!`.
+macro_rules! domains {
+    ($($domain:ident),* $(,)?) => {
+        $(pub mod $domain;)*
+        /// Every domain this server mounts, in registration order.
+        pub const DOMAINS: &[&HttpDomain] = &[$(&$domain::DOMAIN),*];
+    };
+}
+
+domains!(demo, social, work);
