@@ -67,7 +67,10 @@ fn docs_page_needs_nothing_from_outside_the_binary() {
     let server = Server::start(dir.path(), &[]);
     let page = request(server.addr, "GET", "/docs", None);
     assert_eq!(page.status, 200, "{}", page.text());
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let html = page.text();
     let mut assets = Vec::new();
     for attribute in ["src=\"", "href=\""] {
@@ -81,20 +84,33 @@ fn docs_page_needs_nothing_from_outside_the_binary() {
         assets.iter().any(|a| a.ends_with(".js")) && assets.iter().any(|a| a.ends_with(".css")),
         "the page names its script and stylesheet: {assets:?}"
     );
-    assert!(html.contains("/api/v1/openapi.json"), "the page loads the served document");
+    assert!(
+        html.contains("/api/v1/openapi.json"),
+        "the page loads the served document"
+    );
     assert!(html.contains("validatorUrl: null"), "no outside validator");
     for asset in &assets {
-        assert!(asset.starts_with('/'), "{asset} is not a path on this server");
+        assert!(
+            asset.starts_with('/'),
+            "{asset} is not a path on this server"
+        );
         let response = request(server.addr, "GET", asset, None);
         assert_eq!(response.status, 200, "{asset}");
-        assert!(response.body.len() > 1000, "{asset}: {} bytes", response.body.len());
+        assert!(
+            response.body.len() > 1000,
+            "{asset}: {} bytes",
+            response.body.len()
+        );
         let text = response.text();
         for host in ["unpkg.com", "cdn.jsdelivr", "cdnjs.", "fonts.googleapis"] {
             assert!(!text.contains(host), "{asset} names {host}");
         }
     }
     for host in ["http://", "https://"] {
-        assert!(!html.contains(host), "the page names an outside address ({host})");
+        assert!(
+            !html.contains(host),
+            "the page names an outside address ({host})"
+        );
     }
 }
 
