@@ -25,28 +25,28 @@ const ADMIN: &str = "effects-admin";
 const KILL_DELAY_MS_MIN: u64 = 200;
 const KILL_DELAY_MS_MAX: u64 = 900;
 
-/// Every POST the receiver got: key → (deliveries before the kill, deliveries after).
+/// Every POST the receiver got: key → (deliveries by the first process, by the restarted one).
 #[derive(Default)]
 struct Received {
     by_key: BTreeMap<String, (u32, u32)>,
 }
 
 /// A loopback HTTP receiver that answers 200 to every POST and records its Idempotency-Key.
-fn receiver(received: Arc<Mutex<Received>>, killed: Arc<AtomicBool>) -> SocketAddr {
+fn receiver(received: Arc<Mutex<Received>>, restarted: Arc<AtomicBool>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let (received, killed) = (received.clone(), killed.clone());
-            std::thread::spawn(move || serve(stream, &received, &killed));
+            let (received, restarted) = (received.clone(), restarted.clone());
+            std::thread::spawn(move || serve(stream, &received, &restarted));
         }
     });
     addr
 }
 
 /// Serves the keep-alive requests of one connection.
-fn serve(stream: std::net::TcpStream, received: &Mutex<Received>, killed: &AtomicBool) {
+fn serve(stream: std::net::TcpStream, received: &Mutex<Received>, restarted: &AtomicBool) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -78,7 +78,7 @@ fn serve(stream: std::net::TcpStream, received: &Mutex<Received>, killed: &Atomi
             return;
         }
         if let Some(key) = key {
-            let after = killed.load(Ordering::SeqCst);
+            let after = restarted.load(Ordering::SeqCst);
             let mut received = received.lock().unwrap();
             let entry = received.by_key.entry(key).or_default();
             if after {
@@ -99,8 +99,8 @@ fn serve(stream: std::net::TcpStream, received: &Mutex<Received>, killed: &Atomi
 fn round(seed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let received = Arc::new(Mutex::new(Received::default()));
-    let killed = Arc::new(AtomicBool::new(false));
-    let hook = receiver(received.clone(), killed.clone());
+    let restarted = Arc::new(AtomicBool::new(false));
+    let hook = receiver(received.clone(), restarted.clone());
     let args = ["--admin-token", ADMIN];
     let mut server = Server::start(dir.path(), &args);
     server.wait_ready();
@@ -133,12 +133,18 @@ fn round(seed: u64) {
     }
     let delay = KILL_DELAY_MS_MIN + seed % (KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN);
     std::thread::sleep(Duration::from_millis(delay));
-    killed.store(true, Ordering::SeqCst);
     server.kill();
     stop.store(true, Ordering::SeqCst);
     for writer in writers {
         writer.join().unwrap();
     }
+    // Deliveries are told apart by process: whatever arrives from here on was sent by the new
+    // one. (Flipping this at the kill instead counted a POST the dying process had already
+    // sent, still being read by the receiver, as the new process's: a CI run saw a key
+    // "delivered 0 times before the kill and 2 after".) The pause lets the receiver finish
+    // reading what the dead process sent.
+    std::thread::sleep(Duration::from_millis(300));
+    restarted.store(true, Ordering::SeqCst);
     let server = Server::start(dir.path(), &args);
     server.wait_ready();
 
