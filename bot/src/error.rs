@@ -82,6 +82,7 @@ impl BotError {
             E::Unprocessable { code, .. } => BotError::api(422, *code, message),
             E::RateLimited { .. } => BotError::api(429, "rate_limited", message),
             E::Overloaded(_) => BotError::api(503, "overloaded", message),
+            E::NotNow { code, .. } => BotError::api(503, *code, message),
             E::Unavailable(_) | E::Stopped(_) => BotError::api(503, "unavailable", message),
             E::Io { .. } | E::Corruption { .. } | E::Store(_) | E::Locked(_) => {
                 BotError::api(500, "internal", message)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_engine::demo::{DemoNotice, NOTIFY_EFFECT};
-use switchyard_engine::runtime::effects::{EffectHandler, EffectOutcome, EffectPool};
+use switchyard_engine::runtime::effects::{EffectContext, EffectHandler, EffectOutcome, EffectPool};
 use switchyard_engine::runtime::outbox::Effect;
 
 use crate::adapters::AdapterClient;
@@ -57,7 +57,7 @@ struct DemoNotify {
 }
 
 impl EffectHandler for DemoNotify {
-    fn run(&self, effect: &Effect, attempts: u32) -> EffectOutcome {
+    fn run(&self, effect: &Effect, attempts: u32, _: &EffectContext<'_>) -> EffectOutcome {
         let notice = match DemoNotice::decode(&effect.payload) {
             Ok(notice) => notice,
             Err(error) => {
