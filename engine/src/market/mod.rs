@@ -98,7 +98,12 @@ impl Domain for MarketDomain {
 
     fn opened(&self, engine: &crate::Engine) -> Result<()> {
         // Activates the feed, whose first activation arms its timer (due at once when it never
-        // fetched).
+        // fetched). Only with a price pool: an engine opened without one (a test of another
+        // domain, an embedder without prices) has no source, so it never asks for fetches
+        // nobody would run; its orders get 503 `price_unavailable`.
+        if !engine.shared().effects.has_pool(PRICE_EFFECT) {
+            return Ok(());
+        }
         engine
             .shared()
             .tell::<feed::PriceFeed>(0, feed::FeedCommand::Wake)

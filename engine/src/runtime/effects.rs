@@ -127,6 +127,11 @@ impl Effects {
         }
     }
 
+    /// Whether the embedder gave a worker pool for effects of `kind`.
+    pub(crate) fn has_pool(&self, kind: &str) -> bool {
+        lock(&self.pools).contains_key(kind)
+    }
+
     /// Whether a command that enqueues effects must be refused for now (back-pressure).
     pub(crate) fn saturated(&self) -> bool {
         self.offers.is_full()
