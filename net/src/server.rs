@@ -208,7 +208,7 @@ fn open_engine(
         .name("switchyard-open".into())
         .spawn(move || {
             // If the server stopped waiting, the engine is dropped here, which closes it.
-            let opened = crate::domains::effect_pools()
+            let opened = crate::domains::effect_pools(&config)
                 .map_err(|error| EngineError::Unavailable(leak_reason(error)))
                 .and_then(|pools| {
                     Engine::open_with_effects(config, lock.0, Arc::new(SystemClock), pools)

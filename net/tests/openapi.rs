@@ -251,7 +251,7 @@ fn leading_literal(text: &str) -> Option<&str> {
 
 /// Error codes written as literals in Rust source: `ApiError::new(StatusCode::X, "code"`,
 /// `ApiError::forbidden("code"`, the engine's `Error::{invalid, invalid_field, conflict, forbidden,
-/// unprocessable}("code"` and `code: "code"`.
+/// unprocessable, unavailable_now}("code"` and `code: "code"`.
 fn codes_in(source: &str) -> BTreeSet<String> {
     let mut codes = BTreeSet::new();
     let mut after = |needle: &str, accept: &dyn Fn(&str, &str) -> Option<String>| {
@@ -275,6 +275,7 @@ fn codes_in(source: &str) -> BTreeSet<String> {
         "conflict(",
         "forbidden(",
         "unprocessable(",
+        "unavailable_now(",
     ] {
         // The engine's `Error::x(code, ...)`; `ApiError::x(field, ...)` takes a field name.
         after(&format!("Error::{constructor}"), &|before, rest| {
@@ -545,6 +546,10 @@ fn valid_body(operation_id: &str, fixtures: &Fixtures, counter: usize) -> Option
             format!(r#"{{"screen_name":"walker","external_id":"walk-secret-new-{counter}"}}"#)
         }
         "leaseBuckets" => r#"{"max_buckets": 1}"#.to_string(),
+        "placeOrder" => r#"{"currency":"eur","amount":"69.00"}"#.to_string(),
+        "addHealthReport" => {
+            r#"{"level":"info","service":"walk","status":"alive","data":""}"#.to_string()
+        }
         "reportResults" => format!(
             r#"{{"results":[{{"key":"{}","outcome":"yes"}}]}}"#,
             fixtures.bucket_key
@@ -556,6 +561,12 @@ fn valid_body(operation_id: &str, fixtures: &Fixtures, counter: usize) -> Option
 /// Further valid bodies that reach other answers: a report of a key outside the bucket (422).
 fn other_valid_bodies(operation_id: &str) -> Vec<String> {
     match operation_id {
+        "placeOrder" => vec![
+            r#"{"currency":"JPY","amount":"1"}"#.to_string(),
+            r#"{"currency":"GBP","amount":"0"}"#.to_string(),
+            r#"{"currency":"USD","amount":69}"#.to_string(),
+            r#"{"currency":"USD","amount":"999999999.99"}"#.to_string(),
+        ],
         "reportResults" => {
             vec![r#"{"results":[{"key":"walk-not-in-bucket","outcome":"no"}]}"#.to_string()]
         }

@@ -1,5 +1,5 @@
 //! The domains' HTTP surfaces, one folder (or file) each, registered by one line:
-//! `domains!(demo, social, work)` below. A domain module owns its routes and handlers, its
+//! `domains!(demo, social, work, market)` below. A domain module owns its routes and handlers, its
 //! request and response types (which the OpenAPI generator describes), its OpenAPI parts (tag,
 //! security scheme, error codes, a section of the introduction) and its `/metrics` lines, and
 //! exposes them as `pub const DOMAIN: HttpDomain`. The server's own routes (`/healthz`,
@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use switchyard_engine::runtime::effects::EffectPool;
+use switchyard_engine::EngineConfig;
 
 use crate::app::App;
 use crate::config::ConfigSection;
@@ -41,8 +42,9 @@ pub struct HttpDomain {
     /// Appends its lines to a `/metrics` scrape (nothing when it has none).
     pub metrics: for<'a> fn(&'a App, &'a mut String) -> MetricsFuture<'a>,
     /// The worker pools that run the effects its engine side asks for, given to
-    /// `Engine::open_with_effects` (none when it asks for none).
-    pub effects: fn() -> Result<Vec<EffectPool>, Error>,
+    /// `Engine::open_with_effects` (none when it asks for none); it may read the engine's
+    /// configuration (its own section) to build them.
+    pub effects: fn(&EngineConfig) -> Result<Vec<EffectPool>, Error>,
     /// Its configuration section, read by the engine's own type for it
     /// (`crate::config::section::<T>()`); `None` when it has none.
     pub config: Option<ConfigSection>,
@@ -55,7 +57,7 @@ impl HttpDomain {
     }
 
     /// For a domain that asks for no effects.
-    pub fn no_effects() -> Result<Vec<EffectPool>, Error> {
+    pub fn no_effects(_: &EngineConfig) -> Result<Vec<EffectPool>, Error> {
         Ok(Vec::new())
     }
 }
@@ -70,10 +72,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
 }
 
 /// Every domain's effect pools, for `Engine::open_with_effects`.
-pub fn effect_pools() -> Result<Vec<EffectPool>, Error> {
+pub fn effect_pools(config: &EngineConfig) -> Result<Vec<EffectPool>, Error> {
     let mut pools = Vec::new();
     for domain in DOMAINS {
-        pools.extend((domain.effects)()?);
+        pools.extend((domain.effects)(config)?);
     }
     Ok(pools)
 }
@@ -88,4 +90,4 @@ macro_rules! domains {
     };
 }
 
-domains!(demo, social, work);
+domains!(demo, social, work, market);

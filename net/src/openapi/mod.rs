@@ -43,6 +43,9 @@ const INTRO: &str = include_str!("intro.md");
 
 /// The admin token's security scheme (the server's own; domains add theirs).
 pub const ADMIN_TOKEN: &str = "adminToken";
+/// The security scheme of user login tokens (declared by the social domain, which issues them;
+/// named here because other domains' user routes take them too).
+pub const USER_JWT: &str = "userJwt";
 
 /// A schema and the schemas it refers to, by name, as components want them.
 type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -422,9 +425,13 @@ impl Op {
         self.error(400, "The request is malformed; nothing changed.", &codes)
     }
 
-    /// 500 and 503, which every API route may answer.
+    /// 500 and 503, which every API route may answer (a route that documents a 503 of its
+    /// own, with more codes, keeps that one).
     pub fn api(mut self) -> Op {
         for (status, name) in [(500, "Internal"), (503, "Unavailable")] {
+            if self.responses.iter().any(|(known, _)| *known == status) {
+                continue;
+            }
             self.responses
                 .push((status, RefOr::Ref(Ref::from_response_name(name))));
         }

@@ -31,7 +31,7 @@ const DEMO_NOTIFY_RETRY_BASE_MS: u64 = 200;
 const DEMO_NOTIFY_RETRY_MAX_MS: u64 = 30_000;
 
 /// The effect pools of the demo domain (its `HttpDomain::effects`).
-pub fn pools() -> Result<Vec<EffectPool>, Error> {
+pub fn pools(_: &switchyard_engine::EngineConfig) -> Result<Vec<EffectPool>, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("effects-io")

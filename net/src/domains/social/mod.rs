@@ -56,7 +56,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
 };
 
 /// The security scheme of user tokens.
-const USER_JWT: &str = "userJwt";
+use crate::openapi::USER_JWT;
 
 fn routes() -> Vec<Route> {
     vec![
