@@ -122,9 +122,11 @@ async fn the_cap_is_exact_under_concurrency_and_after_a_restart() {
         );
     }
     let before = engine.market().orders(None, None, 500).await.unwrap();
+    assert_eq!(engine.market().check().await.unwrap(), Vec::<String>::new());
     engine.shutdown().unwrap();
     drop(engine);
     let engine = open(&config, clock, source);
+    assert_eq!(engine.market().check().await.unwrap(), Vec::<String>::new());
     assert_eq!(engine.market().totals().await.unwrap(), (total, count));
     assert_eq!(
         engine.market().orders(None, None, 500).await.unwrap(),
@@ -208,6 +210,7 @@ async fn one_key_makes_one_order_across_concurrency_and_restarts() {
     assert_eq!(engine.market().totals().await.unwrap().1, 2);
     let page = engine.market().orders(Some(7), None, 50).await.unwrap();
     assert_eq!(page.items, vec![order]);
+    assert_eq!(engine.market().check().await.unwrap(), Vec::<String>::new());
     engine.shutdown().unwrap();
 }
 

@@ -81,6 +81,8 @@ pub enum BookCommand {
         limit: usize,
     },
     Totals,
+    /// Checks the book's invariants (see [`OrderBook::check`]).
+    Check,
     /// The timer: forget expired keys.
     ExpireKeys,
 }
@@ -89,6 +91,7 @@ pub enum BookReply {
     Placed(Placed),
     Page(Page<Order>),
     Totals { sats: u64, orders: u64 },
+    Differences(Vec<String>),
     Done,
 }
 
@@ -107,6 +110,13 @@ impl BookReply {
     pub(crate) fn page(self) -> Result<Page<Order>> {
         match self {
             BookReply::Page(page) => Ok(page),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn differences(self) -> Result<Vec<String>> {
+        match self {
+            BookReply::Differences(differences) => Ok(differences),
             _ => Err(unexpected()),
         }
     }
@@ -255,6 +265,53 @@ impl OrderBook {
         })
     }
 
+    /// The book's invariants: the total is the sum of the orders and within `cap_sats`; every
+    /// order is in its user's index once, in id order; every key names an order of its user
+    /// made with the key's request. Returns what does not hold (empty when all is well).
+    fn check(&self, cap_sats: u64) -> Vec<String> {
+        let mut differences = Vec::new();
+        let sum: u128 = self.orders.values().map(|o| u128::from(o.btc_sats)).sum();
+        if sum != u128::from(self.total_sats) {
+            differences.push(format!("total {} ≠ sum of orders {sum}", self.total_sats));
+        }
+        if sum > u128::from(cap_sats) {
+            differences.push(format!("sum of orders {sum} above the cap {cap_sats}"));
+        }
+        let indexed: usize = self.by_user.values().map(Vec::len).sum();
+        if indexed != self.orders.len() {
+            differences.push(format!(
+                "{indexed} orders in the user index, {} in the book",
+                self.orders.len()
+            ));
+        }
+        for (user_id, ids) in &self.by_user {
+            if ids.windows(2).any(|pair| pair[0] >= pair[1]) {
+                differences.push(format!("user {user_id}: index not in id order"));
+            }
+            for id in ids {
+                if self.orders.get(id).is_none_or(|o| o.user_id != *user_id) {
+                    differences.push(format!("user {user_id}: order {id} is not theirs"));
+                }
+            }
+        }
+        for ((user_id, key), entry) in &self.keys {
+            match self.orders.get(&entry.order_id) {
+                Some(order)
+                    if order.user_id == *user_id
+                        && order.currency == entry.request.currency
+                        && order.amount_cents == entry.request.amount_cents => {}
+                _ => differences.push(format!(
+                    "key {key:?} of user {user_id} names order {} made otherwise",
+                    entry.order_id
+                )),
+            }
+        }
+        if self.orders.keys().next_back().is_some_and(|last| *last >= self.next_id) {
+            differences.push(format!("next id {} not above every order", self.next_id));
+        }
+        differences
+    }
+
     fn list(&self, user_id: Option<u64>, before: Option<u64>, limit: usize) -> Page<Order> {
         let before = before.unwrap_or(u64::MAX);
         let limit = limit.max(1);
@@ -341,6 +398,9 @@ impl Entity for OrderBook {
             } => Ok(Decision::read(BookReply::Page(
                 self.list(user_id, before, limit),
             ))),
+            BookCommand::Check => Ok(Decision::read(BookReply::Differences(self.check(
+                ctx.config.section::<MarketConfig>().cap_satoshis,
+            )))),
             BookCommand::Totals => Ok(Decision::read(BookReply::Totals {
                 sats: self.total_sats,
                 orders: self.orders.len() as u64,

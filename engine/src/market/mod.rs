@@ -423,6 +423,16 @@ impl Market<'_> {
             .and_then(book::BookReply::totals)
     }
 
+    /// Checks the order book's invariants (the total is the sum of the orders and within the
+    /// cap; every key names an order of its user made with the key's body); what does not hold.
+    pub async fn check(&self) -> Result<Vec<String>> {
+        self.engine
+            .shared()
+            .ask::<book::OrderBook>(0, book::BookCommand::Check)
+            .await
+            .and_then(book::BookReply::differences)
+    }
+
     /// The current price, if it is younger than `market.max_price_age_seconds` (else 503
     /// `price_unavailable`).
     pub fn price(&self) -> Result<Quote> {

@@ -35,8 +35,8 @@ use crate::http::{self, NextCursor};
 use crate::openapi::{self, Document, Op, ADMIN_TOKEN, PAGE_INVALID_FIELD, USER_JWT};
 use crate::router::{HandlerResult, Route};
 use types::{
-    HealthReport, HealthReportPage, HealthReportRequest, OrderBody, OrderPage, PlaceOrderRequest,
-    Price,
+    HealthReport, HealthReportPage, HealthReportRequest, MarketCheck, OrderBody, OrderPage,
+    PlaceOrderRequest, Price,
 };
 
 pub const DOMAIN: HttpDomain = HttpDomain {
@@ -79,6 +79,12 @@ fn routes() -> Vec<Route> {
             "/api/v1/health/reports",
             |ctx| Box::pin(list_reports(ctx)),
             list_reports_doc,
+        ),
+        Route::api(
+            Method::GET,
+            "/api/v1/admin/market/check",
+            |ctx| Box::pin(check(ctx)),
+            check_doc,
         ),
     ]
 }
@@ -493,6 +499,28 @@ async fn list_reports(ctx: Ctx) -> HandlerResult {
             next_cursor: NextCursor(reports.next),
         },
     ))
+}
+
+fn check_doc() -> Op {
+    Op::new("checkMarketInvariants", "admin")
+        .summary("Check the market invariants (admin)")
+        .description(
+            "The order book checks itself: the BTC total is the sum of the orders and within \
+             `market.cap_satoshis`, every order is in its user's index, every remembered \
+             `Idempotency-Key` names an order of its user made with the key's body. An empty \
+             list means all hold. Costs O(orders + keys): for operators, tests and the bot.",
+        )
+        .admin()
+        .ok::<MarketCheck>(200, "The differences found (empty when sound).")
+        .query_errors(None)
+        .api()
+}
+
+async fn check(ctx: Ctx) -> HandlerResult {
+    ctx.app.auth.require_admin(ctx.authorization())?;
+    ctx.query()?.finish()?;
+    let differences = ctx.engine()?.market().check().await?;
+    Ok(http::json(StatusCode::OK, &MarketCheck { differences }))
 }
 
 /// `/metrics`: the book's totals and the price's age.

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use switchyard_engine::market::money::{format_cents, format_sats};
-use switchyard_engine::market::{self, Currency, Level, Order, Quote, Report};
+use switchyard_engine::market::{Currency, Level, Order, Quote, Report};
 use utoipa::ToSchema;
 
 use crate::http::{NextCursor, Timestamp};
@@ -235,5 +235,10 @@ pub struct HealthReportPage {
     pub next_cursor: NextCursor,
 }
 
-/// The market's config type, for the section hook.
-pub type Config = market::MarketConfig;
+/// What the order book's self-check found.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarketCheck {
+    /// Each invariant that does not hold, in words; empty when the book is sound.
+    pub differences: Vec<String>,
+}
