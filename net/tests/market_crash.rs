@@ -33,10 +33,14 @@ const PRICE: &str = "market.price_source=fixed:EUR=10000,GBP=10000,USD=10000";
 const CAP: &str = "market.cap_satoshis=150000000000";
 const CAP_SATS: u64 = 150_000_000_000;
 
-/// Per key: the body and what the server said (`None`: no answer, the kill).
+/// What the server said of a key: its status and order id (0 for a refusal), or `None` when
+/// it did not answer (the kill) or was not ready (503).
+type Outcome = Option<(u16, u64)>;
+
+/// Per key: the token, the body and the outcome.
 #[derive(Default)]
 struct Ledger {
-    keys: BTreeMap<String, (String, String, Option<(u16, u64)>)>,
+    keys: BTreeMap<String, (String, String, Outcome)>,
 }
 
 /// `POST /api/v1/orders` with `key`; an IO error is the kill.
@@ -123,7 +127,7 @@ fn cycle(seed: u64) {
         .map(|(w, (_, token))| {
             let (ledger, stop, token) = (ledger.clone(), stop.clone(), token.clone());
             std::thread::spawn(move || {
-                let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ (w as u64 + 1) * 0x9E37);
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ ((w as u64 + 1) * 0x9E37));
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
