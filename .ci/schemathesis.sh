@@ -59,7 +59,7 @@ ADMIN_TOKEN="schemathesis-admin-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
   --set auth.password_hash_memory_kib=64 --set auth.password_hash_iterations=1 \
   --set auth.login_failures_per_minute=100000 --set auth.signups_per_minute_per_source=100000 \
   --set work.registrations_per_minute_per_source=0 \
-  --set market.rate_limit_per_minute=0 --set market.cap_satoshis=18446744073709551615 \
+  --set market.rate_limit_per_minute=0 --set market.cap_satoshis=9223372036854775807 \
   >"$SCRATCH/stdout" 2>"$SCRATCH/stderr" &
 SERVER_PID=$!
 

@@ -58,6 +58,7 @@ fn every_market_error_code_over_http() {
     let bob = login(addr, "bob@example.com");
     until_price(addr, 200);
     let (a, b) = (Some(alice.as_str()), Some(bob.as_str()));
+    let long_service = format!("/api/v1/health/reports?service={}", "s".repeat(201));
     let admin = Some(ADMIN);
     let rows: &[Row] = &[
         // Authentication comes before the body.

@@ -464,7 +464,8 @@ fn list_reports_doc() -> Op {
         .page()
         .ok::<HealthReportPage>(200, "A page of reports, newest first.")
         .query_errors(Some(&format!(
-            "{PAGE_INVALID_FIELD}; `level` not one of debug, info, warning, error, critical"
+            "{PAGE_INVALID_FIELD}; `level` not one of debug, info, warning, error, critical; \
+             `service` longer than 200 characters (`market.health_name_max_chars`)"
         )))
         .api()
 }
@@ -487,8 +488,15 @@ async fn list_reports(ctx: Ctx) -> HandlerResult {
     let page = query.page()?;
     query.finish()?;
     let before = page.after()?;
-    let reports = ctx
-        .engine()?
+    let engine = ctx.engine()?;
+    let longest = engine.market().config().health_name_max_chars;
+    if service.as_ref().is_some_and(|s| s.chars().count() > longest) {
+        return Err(ApiError::invalid_field(
+            "service",
+            "`service` is longer than `market.health_name_max_chars`",
+        ));
+    }
+    let reports = engine
         .market()
         .reports(level, service, before, page.limit)
         .await?;
