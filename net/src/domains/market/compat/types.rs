@@ -116,9 +116,9 @@ pub struct CompatOrderPage {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompatOrderRow {
-    /// Derived from the order id, stable and reversible: a version-8 UUID whose last 64 bits
-    /// (but for the variant bits) hold the id, so id 69 is
-    /// `00000000-0000-8000-8000-000000000045`.
+    /// Derived from the order id, stable and reversible: a version-8 UUID holding the id in
+    /// hex, its low 48 bits as the last group, the next 12 after the version digit `8`, the top
+    /// 4 after the variant digits `800`; so id 69 is `00000000-0000-8000-8000-000000000045`.
     #[serde(rename = "UUID")]
     #[schema(
         format = "uuid",
@@ -259,7 +259,7 @@ pub struct FastApiErrorDetail {
     pub kind: String,
 }
 
-/// One step of a [`FastApiErrorDetail::loc`]: a name, or a position in the body.
+/// One step of a problem's `loc`: a name, or a byte position in the body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum FastApiLoc {
