@@ -462,6 +462,14 @@ mod tests {
             (r#"{"currency":"eur","amount":69}"#, None, order("eur", "69")),
             (r#"{"amount":"69.50","currency":"GBP"}"#, None, order("GBP", "69.50")),
             (r#"{"currency":"usd","amount":-3}"#, None, order("usd", "-3")),
+            (
+                r#"{"currency":"usd","amount":1e400}"#,
+                None,
+                Ok(OrderInput {
+                    currency: "usd".into(),
+                    amount: AmountInput::TooLarge,
+                }),
+            ),
             ("", Some("currency=eur&amount=69"), order("eur", "69")),
             (" \n", Some("amount=0.5&currency=gpb"), order("gpb", "0.5")),
             ("", None, problems(&[(r#"["body"]"#, "value_error.missing")])),
