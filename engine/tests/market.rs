@@ -214,6 +214,54 @@ async fn one_key_makes_one_order_across_concurrency_and_restarts() {
     engine.shutdown().unwrap();
 }
 
+/// Offset pages of one user's orders (the compat route's contract): newest first, the `offset`
+/// newest skipped, other users' orders never in them, and the same after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_pages_of_one_users_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), |m| m.rate_limit_per_minute = 0);
+    let clock: SharedClock = Arc::new(switchyard_engine::SystemClock);
+    let source = Arc::new(Fixed(rates("50000", "40000", "80000")));
+    let engine = open(&config, clock.clone(), source.clone());
+    until_priced(&engine).await;
+    for amount in 1..=5 {
+        for user in [0, 9] {
+            engine
+                .market()
+                .place(user, None, request("EUR", &amount.to_string()))
+                .await
+                .unwrap();
+        }
+    }
+    let check = |engine: Engine| async move {
+        let amounts = |offset: u64, limit: usize| {
+            let engine = engine.clone();
+            async move {
+                let orders = engine.market().orders_at(0, offset, limit).await.unwrap();
+                assert!(orders.iter().all(|order| order.user_id == 0));
+                orders
+                    .iter()
+                    .map(|order| order.amount_cents / 100)
+                    .collect::<Vec<u64>>()
+            }
+        };
+        assert_eq!(amounts(0, 10).await, [5, 4, 3, 2, 1]);
+        assert_eq!(amounts(0, 2).await, [5, 4]);
+        assert_eq!(amounts(2, 2).await, [3, 2]);
+        assert_eq!(amounts(4, 2).await, [1]);
+        assert_eq!(amounts(5, 2).await, Vec::<u64>::new());
+        assert_eq!(amounts(u64::MAX, 2).await, Vec::<u64>::new());
+        let nobody = engine.market().orders_at(3, 0, 10).await.unwrap();
+        assert!(nobody.is_empty());
+        engine
+    };
+    let engine = check(engine).await;
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = check(open(&config, clock, source)).await;
+    engine.shutdown().unwrap();
+}
+
 /// The rate limit counts orders, not replays, and says when to come back; keys expire after
 /// their TTL on the virtual clock (the book's timer forgets them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,11 +88,16 @@ pub async fn run(
     .with_clock_skew(config.auth.clock_skew_seconds);
     let adapters = Adapters::from_config(&config.social)?;
     announce(address)?;
-    if !config.compat.names().is_empty() {
-        tracing::warn!(
-            compat = ?config.compat.names(),
-            "compatibility routes are not implemented yet; none are mounted"
-        );
+    let provided = crate::routes::compat_sets();
+    for name in config.compat.names() {
+        if provided.contains(&name) {
+            tracing::info!(compat = name, "compatibility routes mounted");
+        } else {
+            tracing::warn!(
+                compat = name,
+                "no domain provides this compatibility set yet; nothing is mounted for it"
+            );
+        }
     }
     let shutdown_deadline = Duration::from_millis(config.server.shutdown_deadline_ms);
     let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));

@@ -10,7 +10,8 @@
 //!
 //! Listing: orders are kept by id (ids grow with time, so id order is newest-first order) and
 //! each user's ids in a sorted vector, so a page is a binary search and `limit` steps, whatever
-//! its position.
+//! its position; an offset page of one user's orders (the compatibility routes' contract) is an
+//! index into that vector and `limit` steps, whatever the offset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -80,6 +81,12 @@ pub enum BookCommand {
         before: Option<u64>,
         limit: usize,
     },
+    /// One user's orders, newest first, skipping the `offset` newest.
+    ListAt {
+        user_id: u64,
+        offset: u64,
+        limit: usize,
+    },
     Totals,
     /// Checks the book's invariants (see [`OrderBook::check`]).
     Check,
@@ -90,6 +97,7 @@ pub enum BookCommand {
 pub enum BookReply {
     Placed(Placed),
     Page(Page<Order>),
+    Orders(Vec<Order>),
     Totals { sats: u64, orders: u64 },
     Differences(Vec<String>),
     Done,
@@ -117,6 +125,13 @@ impl BookReply {
     pub(crate) fn differences(self) -> Result<Vec<String>> {
         match self {
             BookReply::Differences(differences) => Ok(differences),
+            _ => Err(unexpected()),
+        }
+    }
+
+    pub(crate) fn orders(self) -> Result<Vec<Order>> {
+        match self {
+            BookReply::Orders(orders) => Ok(orders),
             _ => Err(unexpected()),
         }
     }
@@ -336,6 +351,20 @@ impl OrderBook {
         };
         page_of(items, limit, |order| order.id)
     }
+
+    /// `user_id`'s orders, newest first, after skipping the `offset` newest: at most `limit`,
+    /// found by index in the user's sorted ids, so the cost is `limit` whatever the offset.
+    fn list_at(&self, user_id: u64, offset: u64, limit: usize) -> Vec<Order> {
+        let ids = self.by_user.get(&user_id).map(Vec::as_slice).unwrap_or(&[]);
+        let skipped = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = ids.len().saturating_sub(skipped);
+        let start = end.saturating_sub(limit);
+        ids[start..end]
+            .iter()
+            .rev()
+            .filter_map(|id| self.orders.get(id).cloned())
+            .collect()
+    }
 }
 
 /// The first `limit` of `items` (fetched `limit + 1`), with the key to continue below.
@@ -401,6 +430,13 @@ impl Entity for OrderBook {
             BookCommand::Check => Ok(Decision::read(BookReply::Differences(self.check(
                 ctx.config.section::<MarketConfig>().cap_satoshis,
             )))),
+            BookCommand::ListAt {
+                user_id,
+                offset,
+                limit,
+            } => Ok(Decision::read(BookReply::Orders(
+                self.list_at(user_id, offset, limit),
+            ))),
             BookCommand::Totals => Ok(Decision::read(BookReply::Totals {
                 sats: self.total_sats,
                 orders: self.orders.len() as u64,

@@ -414,6 +414,25 @@ impl Market<'_> {
             .and_then(book::BookReply::page)
     }
 
+    /// `user_id`'s orders, newest first, skipping the `offset` newest: at most `limit` (an
+    /// offset page, the contract of the compatibility route `GET /get_orders/`). Costs `limit`
+    /// steps whatever the offset; orders placed between two calls shift the pages, as offsets
+    /// do. The caller bounds `limit`.
+    pub async fn orders_at(&self, user_id: u64, offset: u64, limit: usize) -> Result<Vec<Order>> {
+        self.engine
+            .shared()
+            .ask::<book::OrderBook>(
+                0,
+                book::BookCommand::ListAt {
+                    user_id,
+                    offset,
+                    limit,
+                },
+            )
+            .await
+            .and_then(book::BookReply::orders)
+    }
+
     /// The BTC total of all orders (satoshis) and their number.
     pub async fn totals(&self) -> Result<(u64, u64)> {
         self.engine

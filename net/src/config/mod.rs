@@ -218,6 +218,15 @@ pub struct Compat {
 }
 
 impl Compat {
+    /// Every set `--compat` accepts. A domain names its set with one of these
+    /// (`crate::domains::CompatSet::name`); a set no domain provides yet mounts nothing.
+    pub const NAMES: [&'static str; 4] = ["social", "events", "market", "dispatch"];
+
+    /// Whether the set `name` is on (`false` for a name not in [`Compat::NAMES`]).
+    pub fn enabled(&self, name: &str) -> bool {
+        self.names().contains(&name)
+    }
+
     /// Parses names such as `["social", "market"]`; an unknown name is an error naming it.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Compat, Error> {
         let mut compat = Compat::default();

@@ -10,6 +10,13 @@
 //! Adding a domain on the net side is a folder here and its name in the `domains!` line (see
 //! ARCHITECTURE.md, "Adding a domain"); nothing else in the server changes.
 //!
+//! Compatibility routes (`--compat <set>`, API.md): a domain that speaks another service's wire
+//! format declares it as its [`CompatSet`] ([`HttpDomain::compat`]): the `--compat` name and the
+//! routes. [`crate::routes::table`] mounts a set's routes only when its flag is on;
+//! [`crate::routes::document`] documents them always, under the `compat` tag. A compat handler
+//! calls the same engine API as the domain's native routes (same commands, same invariants);
+//! only the wire format differs.
+//!
 //! Invariant: a domain module reaches the engine only through `switchyard_engine::Engine`'s API
 //! and the server only through [`crate::ctx::Ctx`], the router's [`Route`], [`crate::openapi`],
 //! [`crate::json`], [`crate::http`] and [`crate::metrics::encode`]; domains never import each
@@ -48,6 +55,21 @@ pub struct HttpDomain {
     /// Its configuration section, read by the engine's own type for it
     /// (`crate::config::section::<T>()`); `None` when it has none.
     pub config: Option<ConfigSection>,
+    /// Its compatibility route set, mounted only with `--compat <name>`; `None` when it has
+    /// none.
+    pub compat: Option<CompatSet>,
+}
+
+/// A domain's compatibility route set: another service's routes and wire format over the
+/// domain's engine API.
+pub struct CompatSet {
+    /// The `--compat` name that mounts it, one of [`crate::config::Compat::NAMES`].
+    pub name: &'static str,
+    /// Its routes. Their operations carry the `compat` tag ([`crate::openapi::COMPAT_TAG`]) and
+    /// document the original's bodies as they are (not the API's error envelope), plus the
+    /// server's own answers (404 `not_found` when the set is off, the envelope's 400, 413, 500
+    /// and 503 where the pipeline sends them).
+    pub routes: fn() -> Vec<Route>,
 }
 
 impl HttpDomain {

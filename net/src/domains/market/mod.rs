@@ -11,7 +11,11 @@
 //!
 //! The `market.price` effects (the feed's fetches) run with the source `market.price_source`
 //! names: the engine's own for `simulated` and `fixed:`, [`price_http`] for a URL.
+//!
+//! [`compat`]: the original services' `POST /place_order` and `GET /get_orders/`, the set
+//! `--compat market`.
 
+pub mod compat;
 pub mod price_http;
 pub mod types;
 
@@ -46,6 +50,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     metrics,
     effects: pools,
     config: Some(crate::config::section::<MarketConfig>()),
+    compat: Some(compat::SET),
 };
 
 fn routes() -> Vec<Route> {
@@ -137,6 +142,7 @@ fn describe(document: &mut Document) {
         ),
     ]);
     document.section(SECTION);
+    document.section(compat::SECTION);
 }
 
 const SECTION: &str = "## Market

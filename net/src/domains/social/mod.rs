@@ -53,6 +53,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     metrics,
     effects: HttpDomain::no_effects,
     config: None,
+    compat: None,
 };
 
 /// The security scheme of user tokens.
