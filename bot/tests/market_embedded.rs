@@ -6,15 +6,20 @@
 //! cap, every refusal consistent); and a tight rate limit whose 429s are waited out for their
 //! `Retry-After` (few of them, and the run takes that long) without losing or doubling an order.
 
+use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_bot::cli::{parse_price, DEFAULT_PRICE};
+use switchyard_bot::error::BotError;
 use switchyard_bot::market::ledger::parse_btc;
-use switchyard_bot::market::{self, MarketOptions};
+use switchyard_bot::market::{
+    self, MarketOptions, MarketTransport, OrdersPage, Placement, PriceView,
+};
 use switchyard_bot::progress::ProgressMode;
-use switchyard_bot::transport::EmbeddedTransport;
+use switchyard_bot::transport::{Answer, EmbeddedTransport, NewUser, Session};
 use switchyard_bot::{Outcome, Report};
 use switchyard_engine::market::MarketConfig;
 
@@ -32,22 +37,33 @@ fn options(users: usize, orders: usize) -> MarketOptions {
     }
 }
 
-/// Runs the library's scenario on a fresh embedded engine with the default fixed price.
-fn run(options: MarketOptions, configure: impl FnOnce(&mut MarketConfig)) -> Report {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = EmbeddedTransport::config(&dir.path().join("data"), None, None);
+/// A fresh embedded engine with the default fixed price.
+fn open(
+    dir: &std::path::Path,
+    cap_satoshis: u64,
+    configure: impl FnOnce(&mut MarketConfig),
+) -> EmbeddedTransport {
+    let mut config = EmbeddedTransport::config(&dir.join("data"), None, None);
     let section = config.section_mut::<MarketConfig>();
-    section.cap_satoshis = options.cap_satoshis;
+    section.cap_satoshis = cap_satoshis;
     configure(section);
-    let transport = Arc::new(
-        market::embedded::open(config, parse_price(DEFAULT_PRICE).unwrap()).expect("opens"),
-    );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    market::embedded::open(config, parse_price(DEFAULT_PRICE).unwrap()).expect("opens")
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    let report = runtime.block_on(market::run(transport.clone(), options));
+        .unwrap()
+        .block_on(future)
+}
+
+/// Runs the library's scenario on a fresh embedded engine with the default fixed price.
+fn run(options: MarketOptions, configure: impl FnOnce(&mut MarketConfig)) -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = Arc::new(open(dir.path(), options.cap_satoshis, configure));
+    let report = block_on(market::run(transport.clone(), options));
     transport.shutdown().unwrap();
     report
 }
@@ -160,4 +176,118 @@ fn rate_limited_orders_wait_for_retry_after_and_are_placed_once() {
     assert_eq!(figures.resent, figures.rate_limited, "{text}");
     assert!(figures.place_seconds >= 0.9, "{text}");
     assert_eq!(report.errors["429 rate_limited"], figures.rate_limited);
+}
+
+/// The embedded engine behind a bad network: the first attempts of every key fail, in one of
+/// three patterns by the key's number: the order is made and its answer lost (a timeout after
+/// the engine answered), then a 503, then a refused connection; or a refused connection and a
+/// 503 (neither reaches the engine), then the 201 arrives; or a 503, then a lost answer. Later
+/// attempts of the key (of either copy) go through.
+struct Lossy {
+    inner: EmbeddedTransport,
+    /// Attempts so far, by key.
+    attempts: Mutex<HashMap<String, usize>>,
+    /// Orders the engine made whose 201 the bot never saw.
+    lost_created: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    Lost,
+    Overloaded,
+    Refused,
+}
+
+impl MarketTransport for Lossy {
+    fn name(&self) -> &'static str {
+        "lossy"
+    }
+    async fn sign_up(&self, user: &NewUser) -> Answer<()> {
+        self.inner.sign_up(user).await
+    }
+    async fn login(&self, email: &str, password: &str) -> Answer<Session> {
+        self.inner.login(email, password).await
+    }
+    async fn place(
+        &self,
+        session: &Session,
+        key: &str,
+        currency: &str,
+        amount: &str,
+    ) -> Answer<Placement> {
+        let number: usize = key.rsplit('-').next().unwrap().parse().unwrap();
+        let pattern: &[Fault] = match number % 3 {
+            0 => &[Fault::Lost, Fault::Overloaded, Fault::Refused],
+            1 => &[Fault::Refused, Fault::Overloaded],
+            _ => &[Fault::Overloaded, Fault::Lost],
+        };
+        let attempt = {
+            let mut attempts = self.attempts.lock().unwrap();
+            let count = attempts.entry(key.to_string()).or_default();
+            *count += 1;
+            *count - 1
+        };
+        match pattern.get(attempt) {
+            Some(Fault::Lost) => {
+                let placement = self.inner.place(session, key, currency, amount).await?;
+                if placement.created {
+                    self.lost_created.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(BotError::transport("timeout", "the answer was lost"))
+            }
+            Some(Fault::Overloaded) => Err(BotError::api(503, "overloaded", "try again")),
+            Some(Fault::Refused) => Err(BotError::transport("connect", "refused")),
+            None => self.inner.place(session, key, currency, amount).await,
+        }
+    }
+    async fn orders(
+        &self,
+        session: &Session,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Answer<OrdersPage> {
+        self.inner.orders(session, cursor, limit).await
+    }
+    async fn all_orders(&self, cursor: Option<String>, limit: usize) -> Answer<OrdersPage> {
+        self.inner.all_orders(cursor, limit).await
+    }
+    async fn price(&self) -> Answer<PriceView> {
+        self.inner.price().await
+    }
+    async fn totals(&self) -> Answer<Option<(u64, u64)>> {
+        self.inner.totals().await
+    }
+}
+
+#[test]
+fn lost_answers_and_refused_attempts_are_resent_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options(3, 40);
+    let lossy = Arc::new(Lossy {
+        inner: open(dir.path(), options.cap_satoshis, |market| {
+            market.rate_limit_per_minute = 0
+        }),
+        attempts: Mutex::new(HashMap::new()),
+        lost_created: AtomicU64::new(0),
+    });
+    let report = block_on(market::run(lossy.clone(), options));
+    lossy.inner.shutdown().unwrap();
+    let text = report.render_text();
+    assert_eq!(report.outcome, Outcome::Finished, "{text}");
+    let figures = report.market.as_ref().unwrap();
+    let lost = lossy.lost_created.load(Ordering::Relaxed);
+    assert!(lost > 0 && figures.created > 0, "{text}");
+    // Every key made exactly one order: the 201s the bot saw and the ones it lost.
+    assert_eq!(figures.created + lost, 40, "{text}");
+    assert_eq!(figures.server_orders, 40, "{text}");
+    // Every failed attempt was sent again; each copy ended with one answer.
+    let sent = report.operations["place"].count;
+    let failed: u64 = (0..40u64)
+        .map(|number| [3, 2, 2][number as usize % 3])
+        .sum();
+    assert_eq!(figures.resent, failed, "{text}");
+    assert_eq!(sent, failed + 40 + figures.duplicated, "{text}");
+    for key in ["transport timeout", "transport connect", "503 overloaded"] {
+        assert!(report.errors[key] > 0, "{key}: {text}");
+    }
 }

@@ -246,12 +246,23 @@ impl<T: MarketTransport> Shared<T> {
             self.going()?;
             match self.timed(kind, call()).await {
                 Err(error) if error.is_overloaded() && resends < RESENDS_MAX => {
-                    tokio::time::sleep(backoff(&error, resends)).await;
+                    self.pause(backoff(&error, resends)).await;
                     resends += 1;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// Sleeps `wait`, or until the deadline if that comes first (the next `going` then ends
+    /// the run).
+    async fn pause(&self, wait: Duration) {
+        let left = self
+            .options
+            .deadline
+            .saturating_sub(self.started.elapsed())
+            .saturating_add(Duration::from_millis(1));
+        tokio::time::sleep(wait.min(left)).await;
     }
 
     /// Err when the run must stop: another task failed, or the deadline passed.
@@ -348,7 +359,7 @@ async fn send_copy<T: MarketTransport>(
                 if resends >= RESENDS_MAX {
                     return Err(error);
                 }
-                tokio::time::sleep(backoff(&error, resends)).await;
+                shared.pause(backoff(&error, resends)).await;
                 resends += 1;
             }
             Some(429) => {
@@ -356,7 +367,7 @@ async fn send_copy<T: MarketTransport>(
                 let wait = error
                     .retry_after_ms
                     .map_or(RATE_LIMITED_WAIT, Duration::from_millis);
-                tokio::time::sleep(wait).await;
+                shared.pause(wait).await;
                 // A refusal is an answer: the run of failures without one starts over.
                 resends = 0;
             }
@@ -602,7 +613,7 @@ async fn price<T: MarketTransport>(shared: &Shared<T>) -> Answer<PriceView> {
         match shared.read("price", || shared.transport.price()).await {
             Err(error) if error.code == "price_unavailable" => {
                 shared.going()?;
-                tokio::time::sleep(PRICE_POLL).await;
+                shared.pause(PRICE_POLL).await;
             }
             other => return other,
         }
@@ -745,7 +756,15 @@ async fn phases<T: MarketTransport>(
     .await?;
     progress.finish("");
     let (all, _, _) = server_orders(shared).await?;
-    let totals = shared.read("totals", || shared.transport.totals()).await?;
+    // Timed only where the transport reaches the totals (over HTTP there is no request).
+    let asked = Instant::now();
+    let totals = shared.transport.totals().await;
+    if !matches!(totals, Ok(None)) {
+        shared
+            .recorder
+            .record("totals", asked.elapsed(), totals.as_ref().err());
+    }
+    let totals = totals?;
     let price_after = price(shared).await?;
     let server = ServerView {
         per_user,
