@@ -374,6 +374,26 @@ mod tests {
             }
         ));
 
+        // The file's [market] section, under the flags.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bot.toml");
+        std::fs::write(
+            &path,
+            "seed = 4\n[market]\norders = 7\nretry_percent = 5\nusers = 2\nembedded = true\n\
+             data_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let plan = resolve(&["market", "--config", config, "--users", "3"]).unwrap();
+        assert_eq!(plan.options.orders, 7);
+        assert_eq!(plan.options.retry_percent, 5);
+        assert_eq!(plan.options.users, 3);
+        assert_eq!(plan.options.seed, 4);
+        assert!(matches!(plan.target, MarketTarget::Embedded { .. }));
+        std::fs::write(&path, "[market]\norder = 7\n").unwrap();
+        let error = resolve(&["market", "--config", config]).unwrap_err();
+        assert!(error.contains("unknown field"), "{error}");
+
         for (arguments, fragment) in [
             (&["market", "--embedded"][..], "--data-dir"),
             (

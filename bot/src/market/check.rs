@@ -392,7 +392,7 @@ mod tests {
         }
         let ledger = Ledger { user_ids, records };
         let mut all: Vec<OrderView> = ledger.acknowledged().map(|(_, o)| o.clone()).collect();
-        all.sort_by(|a, b| b.id.cmp(&a.id));
+        all.sort_by_key(|order| std::cmp::Reverse(order.id));
         let per_user = ledger
             .user_ids
             .iter()

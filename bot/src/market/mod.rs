@@ -35,8 +35,8 @@
 //!    [`Outcome::Mismatch`] (exit code 2).
 //!
 //! A valid order refused for another reason (`409 idempotency_key_reused`: the bot never sends
-//! a key with another body; a 400 or 422) is a difference too. Anything else that is not an
-//! answer (a 5xx other than 503, the resends used up, the deadline) ends the run with
+//! a key with another body; a 400, 403 or 422) is a difference too. Anything else that is not
+//! an answer (a 401, a 5xx other than 503, the resends used up, the deadline) ends the run with
 //! [`Outcome::Error`].
 //!
 //! # Layout
@@ -374,6 +374,8 @@ async fn send_copy<T: MarketTransport>(
             Some(409) if error.code == "btc_cap_exceeded" => {
                 return Ok((CopyOutcome::CapRefused, unanswered))
             }
+            // The bot's credentials stopped working: nothing to judge, the run cannot go on.
+            Some(401) => return Err(error),
             Some(400..=499) => return Ok((CopyOutcome::Refused(error.key()), unanswered)),
             Some(_) => return Err(error),
         }
