@@ -310,6 +310,7 @@ fn every_market_error_code_over_http() {
             400,
             "invalid_field",
         ),
+        (admin, "GET", &long_service, None, 400, "invalid_field"),
         (
             admin,
             "GET",
