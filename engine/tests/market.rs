@@ -542,3 +542,63 @@ async fn health_reports_are_bounded_filtered_and_paged() {
     );
     engine.shutdown().unwrap();
 }
+
+/// Keys survive restarts whatever chunk their order sits in (the book's snapshot keeps 64
+/// orders per part, each with its key): 200 keyed orders over 4 chunks, a checkpoint in the
+/// middle (so some are in snapshots, some only in the WAL), a restart, and every key replays its
+/// own order; a key past its TTL is forgotten after the restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_every_chunk_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), |m| {
+        m.rate_limit_per_minute = 0;
+        m.idempotency_key_ttl_seconds = 3600;
+        m.max_price_age_seconds = 100_000_000;
+        m.price_refresh_seconds = 100_000_000;
+    });
+    let clock = ManualClock::new(1_000_000);
+    let source = Arc::new(Fixed(rates("10000", "10000", "10000")));
+    let engine = open(&config, Arc::new(clock.clone()), source.clone());
+    until_priced(&engine).await;
+    let mut made = Vec::new();
+    for n in 0..200u64 {
+        if n == 130 {
+            engine.checkpoint().unwrap();
+        }
+        let amount = format!("{}.00", n + 1);
+        let placed = engine
+            .market()
+            .place(n % 3 + 1, Some(format!("k-{n}")), request("EUR", &amount))
+            .await
+            .unwrap();
+        made.push((n, amount, placed.order().clone()));
+    }
+    engine.shutdown().unwrap();
+    drop(engine);
+    let engine = open(&config, Arc::new(clock.clone()), source.clone());
+    for (n, amount, order) in &made {
+        let again = engine
+            .market()
+            .place(n % 3 + 1, Some(format!("k-{n}")), request("EUR", amount))
+            .await
+            .unwrap();
+        assert_eq!(again, Placed::Replayed(order.clone()), "key k-{n}");
+    }
+    assert_eq!(engine.market().check().await.unwrap(), Vec::<String>::new());
+    engine.shutdown().unwrap();
+    drop(engine);
+    // Past the TTL, across a restart: the key makes a new order.
+    clock.advance_ms(3_601_000);
+    let engine = open(&config, Arc::new(clock.clone()), source);
+    engine.fire_due_timers().await;
+    match engine
+        .market()
+        .place(1, Some("k-0".into()), request("EUR", "5"))
+        .await
+        .unwrap()
+    {
+        Placed::Created(order) => assert_eq!(order.id, 201),
+        other => panic!("an expired key makes a new order, got {other:?}"),
+    }
+    engine.shutdown().unwrap();
+}
