@@ -17,6 +17,9 @@ pub struct BotError {
     /// API.md error code (`email_taken`), or the transport failure (`connect`, `timeout`).
     pub code: String,
     pub message: String,
+    /// How long the server asked the client to wait before sending again (`Retry-After` of a
+    /// 429 or 503; the engine's own figure for an embedded 429), in milliseconds.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl fmt::Display for BotError {
@@ -32,7 +35,14 @@ impl BotError {
             status: Some(status),
             code: code.into(),
             message: message.into(),
+            retry_after_ms: None,
         }
+    }
+
+    /// The same error with the wait the server asked for.
+    pub fn with_retry_after_ms(mut self, retry_after_ms: Option<u64>) -> Self {
+        self.retry_after_ms = retry_after_ms;
+        self
     }
 
     /// The request got no usable answer.
@@ -41,6 +51,7 @@ impl BotError {
             status: None,
             code: code.into(),
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -80,8 +91,10 @@ impl BotError {
             E::Unauthenticated { code, .. } => BotError::api(401, *code, message),
             E::Forbidden { code, .. } => BotError::api(403, *code, message),
             E::Unprocessable { code, .. } => BotError::api(422, *code, message),
-            E::RateLimited { .. } => BotError::api(429, "rate_limited", message),
+            E::RateLimited { retry_after_ms, .. } => BotError::api(429, "rate_limited", message)
+                .with_retry_after_ms(Some(*retry_after_ms)),
             E::Overloaded(_) => BotError::api(503, "overloaded", message),
+            E::NotNow { code, .. } => BotError::api(503, *code, message),
             E::Unavailable(_) | E::Stopped(_) => BotError::api(503, "unavailable", message),
             E::Io { .. } | E::Corruption { .. } | E::Store(_) | E::Locked(_) => {
                 BotError::api(500, "internal", message)
@@ -113,6 +126,12 @@ mod tests {
             "422 email_undeliverable",
         );
         check(E::Overloaded("mailbox"), "503 overloaded");
+        let limited = BotError::from(E::RateLimited {
+            message: "slow down".into(),
+            retry_after_ms: 1500,
+        });
+        assert_eq!(limited.key(), "429 rate_limited");
+        assert_eq!(limited.retry_after_ms, Some(1500));
         let unavailable = BotError::from(E::Unavailable("closing"));
         assert!(unavailable.is_overloaded());
         assert!(BotError::transport("connect", "refused").is_fatal());

@@ -1,6 +1,8 @@
 //! Switchyard's bot: a simulation of real users that checks the server against its own ledger
 //! (`switchyard-bot social`), simulated work clients with an exactly-once check and drain
-//! figures (`switchyard-bot work`), and an open-model load generator (`switchyard-bot load`).
+//! figures (`switchyard-bot work`), market users whose orders (idempotency keys, deliberate
+//! duplicates, retries) must match the server exactly (`switchyard-bot market`), and an
+//! open-model load generator (`switchyard-bot load`).
 //! The binary (`src/main.rs`) only calls [`cli::main`]; tests and other crates drive the
 //! library.
 //!
@@ -16,6 +18,10 @@
 //! - [`work`]: simulated work clients (lease, report, crash, re-register) and the exactly-once
 //!   check, behind the [`work::WorkTransport`] trait: HTTP ([`work::HttpWork`]) or the embedded
 //!   engine ([`transport::EmbeddedTransport`], `Engine::work()`).
+//! - [`market`]: users placing orders with idempotency keys (some twice, every failed attempt
+//!   retried with the same key and body) and the exact ledger check, behind the
+//!   [`market::MarketTransport`] trait: HTTP ([`market::HttpMarket`]) or the embedded engine with
+//!   a fixed price ([`market::embedded::open`], `Engine::market()`).
 //! - [`rng`]: the seeded generator every random choice comes from.
 //! - [`error`]: [`BotError`], one error type for HTTP error bodies and engine errors.
 //!
@@ -32,6 +38,7 @@
 pub mod cli;
 pub mod error;
 pub mod load;
+pub mod market;
 pub mod progress;
 pub mod report;
 pub mod rng;
@@ -40,6 +47,7 @@ pub mod transport;
 pub mod work;
 
 pub use error::BotError;
+pub use market::{MarketOptions, MarketTransport};
 pub use report::{Outcome, Report};
 pub use social::{SocialOptions, SocialRun};
 pub use transport::Transport;

@@ -325,10 +325,48 @@ pub struct WorkReport {
     pub check_seconds: f64,
 }
 
+/// The market scenario's own figures (`switchyard-bot market`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MarketReport {
+    pub users: usize,
+    /// Orders planned, each with its own `Idempotency-Key`.
+    pub orders: usize,
+    pub concurrency: usize,
+    pub retry_percent: u64,
+    /// Planned orders deliberately sent twice with the same key and body (at once or in turn).
+    pub duplicated: u64,
+    /// Answers 201 (a new order) and 200 (a replay of a key), over every copy and retry.
+    pub created: u64,
+    pub replayed: u64,
+    /// Orders whose every copy was refused with `409 btc_cap_exceeded`.
+    pub cap_refused: u64,
+    /// Requests sent again with the same key and body after a transport failure, a 503 or a
+    /// 429.
+    pub resent: u64,
+    /// Of those, the ones after a 429 (`Retry-After` honoured).
+    pub rate_limited: u64,
+    /// The ordering phase: from the first order to the last answer.
+    pub place_seconds: f64,
+    /// `created` per second of the ordering phase.
+    pub orders_per_second: f64,
+    /// The BTC of the orders the bot's ledger holds, and of every order the server lists (both
+    /// with 8 decimals, summed exactly), the server's before the run, and the cap.
+    pub ledger_btc: String,
+    pub server_btc: String,
+    pub server_btc_before: String,
+    pub cap_btc: String,
+    /// Orders the server lists at the end (every user's).
+    pub server_orders: u64,
+    /// The price was the same before and after the run and every order used it, so cap
+    /// refusals were checked against it; `false` means they were not (a moving price).
+    pub price_stable: bool,
+    pub check_seconds: f64,
+}
+
 /// The final report of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `social`, `load` or `work`.
+    /// `social`, `load`, `work` or `market`.
     pub mode: &'static str,
     /// `http` or `embedded`.
     pub transport: String,
@@ -360,6 +398,8 @@ pub struct Report {
     pub load: Option<LoadReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work: Option<WorkReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketReport>,
 }
 
 impl Report {
@@ -384,6 +424,7 @@ impl Report {
             ledger: None,
             load: None,
             work: None,
+            market: None,
         }
     }
 
@@ -558,6 +599,46 @@ impl Report {
                 work.results_per_second
             );
             let _ = writeln!(out, "  checked in {:.3} s", work.check_seconds);
+        }
+        if let Some(market) = &self.market {
+            let _ = writeln!(
+                out,
+                "  market: {} users, {} orders ({} sent twice, {} % asked), concurrency {}: \
+                 {} created (201), {} replayed (200), {} refused over the cap, {} resent \
+                 ({} after a 429)",
+                market.users,
+                market.orders,
+                market.duplicated,
+                market.retry_percent,
+                market.concurrency,
+                market.created,
+                market.replayed,
+                market.cap_refused,
+                market.resent,
+                market.rate_limited
+            );
+            let _ = writeln!(
+                out,
+                "  placed in {:.3} s = {:.1} orders/s",
+                market.place_seconds, market.orders_per_second
+            );
+            if !market.server_btc.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  ledger {} BTC; server {} BTC in {} orders (before the run {} BTC), cap {} \
+                     BTC; price {}",
+                    market.ledger_btc,
+                    market.server_btc,
+                    market.server_orders,
+                    market.server_btc_before,
+                    market.cap_btc,
+                    if market.price_stable {
+                        "stable (cap refusals checked against it)"
+                    } else {
+                        "moved during the run (cap refusals not checked against a rate)"
+                    }
+                );
+            }
         }
         if !self.op_log.hash.is_empty() {
             let _ = writeln!(

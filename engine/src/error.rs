@@ -39,6 +39,10 @@ pub enum Error {
     /// A bounded queue or mailbox is full; retry later. Nothing changed.
     #[error("overloaded: {0} is full")]
     Overloaded(&'static str),
+    /// Something the command needs is missing for now (e.g. `price_unavailable`: no fresh
+    /// price); retry later. Nothing changed.
+    #[error("{message}")]
+    NotNow { code: &'static str, message: String },
     /// The engine is shutting down or not ready; nothing changed.
     #[error("engine unavailable: {0}")]
     Unavailable(&'static str),
@@ -107,6 +111,13 @@ impl Error {
 
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Error::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable_now(code: &'static str, message: impl Into<String>) -> Self {
+        Error::NotNow {
             code,
             message: message.into(),
         }

@@ -69,7 +69,7 @@ macro_rules! domains {
     };
 }
 
-domains!(demo, social, work);
+domains!(demo, social, work, market);
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,8 +141,6 @@ struct Inner {
     pass_lock: Arc<Mutex<()>>,
     closed: AtomicBool,
     recovery: RecoveryInfo,
-    /// Each domain's shared state (caches, id allocators: `Domain::start`), by type.
-    states: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
     // Field order is drop order: the lock goes after `shared` (and so the checkpoint store).
     _lock: DirLock,
 }
@@ -254,6 +252,7 @@ impl Engine {
             shards,
             registry,
             effects: runtime::effects::Effects::new(config_effects_depth),
+            states,
         });
         // Re-arm every durable timer (passivated actors included) from the checkpoint store.
         for (key, deadline) in shared.store.deadlines()? {
@@ -278,7 +277,7 @@ impl Engine {
             elapsed_ms: started.elapsed().as_millis() as u64,
         };
         tracing::info!(?recovery, "engine recovered");
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 shared,
                 system,
@@ -289,10 +288,13 @@ impl Engine {
                 pass_lock,
                 closed: AtomicBool::new(false),
                 recovery,
-                states,
                 _lock: lock,
             }),
-        })
+        };
+        for domain in DOMAINS {
+            domain.opened(&engine)?;
+        }
+        Ok(engine)
     }
 
     /// What recovery did at open.
@@ -321,12 +323,7 @@ impl Engine {
 
     /// Domain `T`'s shared state (what its `Domain::start` returned).
     pub(crate) fn state<T: std::any::Any>(&self) -> &T {
-        // Invariant: a domain asks only for the state its own `start` always returns.
-        self.inner
-            .states
-            .get(&std::any::TypeId::of::<T>())
-            .and_then(|state| state.downcast_ref::<T>())
-            .expect("the domain's state, made at open")
+        self.inner.shared.state::<T>()
     }
 
     /// Every effect logged and not yet completed (`runtime::outbox`), over all outbox actors.

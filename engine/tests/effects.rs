@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard_engine::runtime::effects::{EffectHandler, EffectOutcome, EffectPool};
+use switchyard_engine::runtime::effects::{
+    EffectContext, EffectHandler, EffectOutcome, EffectPool,
+};
 use switchyard_engine::runtime::outbox::Effect;
 use switchyard_engine::store::DirLock;
 use switchyard_engine::{demo, Engine, EngineConfig, Error, ManualClock, SharedClock};
@@ -24,7 +26,7 @@ struct Recorder {
 }
 
 impl EffectHandler for Recorder {
-    fn run(&self, effect: &Effect, attempts: u32) -> EffectOutcome {
+    fn run(&self, effect: &Effect, attempts: u32, _: &EffectContext<'_>) -> EffectOutcome {
         while *self.hold.lock().unwrap() {
             std::thread::sleep(Duration::from_millis(5));
         }

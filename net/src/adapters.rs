@@ -144,6 +144,39 @@ impl AdapterClient {
     }
 }
 
+impl AdapterClient {
+    /// GETs `url`; the status and at most `max_bytes` of body, or why there is none within
+    /// `timeout`. A longer body is a failure (the document is not what was asked for).
+    pub async fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<(StatusCode, Bytes), AdapterFailure> {
+        let request = Request::get(url)
+            .header("accept", "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| AdapterFailure(format!("bad request: {e}")))?;
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| AdapterFailure(format!("request failed: {}", with_sources(&e))))?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), max_bytes)
+                .collect()
+                .await
+                .map_err(|e| AdapterFailure(format!("body failed: {e}")))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| AdapterFailure(format!("no answer within {} ms", timeout.as_millis())))?
+    }
+}
+
 /// An error and its sources on one line: hyper-util's client error alone says only "client
 /// error (Connect)"; the cause (refused, certificate not trusted, ...) is in its sources.
 fn with_sources(error: &dyn std::error::Error) -> String {

@@ -242,6 +242,11 @@ impl ApiError {
                 retry_after_ms,
             } => ApiError::rate_limited(message, retry_after_ms),
             EngineError::Overloaded(what) => ApiError::overloaded(format!("{what} is full")),
+            EngineError::NotNow { code, message } => {
+                let mut error = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+                error.retry_after_seconds = Some(RETRY_AFTER_SECONDS);
+                error
+            }
             EngineError::Unavailable(what) => {
                 ApiError::unavailable(format!("engine unavailable: {what}"))
             }
@@ -329,6 +334,7 @@ mod tests {
                 retry_after_ms: 1500,
             },
             EngineError::Overloaded("mailbox"),
+            EngineError::unavailable_now("price_unavailable", "no price"),
             EngineError::Unavailable("shutting down"),
             EngineError::Stopped("a checkpoint pass failed: sled".into()),
             EngineError::io("wal write", std::io::Error::other("disk")),
@@ -350,6 +356,7 @@ mod tests {
                 | EngineError::Unprocessable { .. }
                 | EngineError::RateLimited { .. }
                 | EngineError::Overloaded(_)
+                | EngineError::NotNow { .. }
                 | EngineError::Unavailable(_)
                 | EngineError::Stopped(_)
                 | EngineError::Io { .. }
@@ -372,6 +379,7 @@ mod tests {
             (422, "email_undeliverable", false),
             (429, "rate_limited", true),
             (503, "overloaded", true),
+            (503, "price_unavailable", true),
             (503, "unavailable", true),
             (503, "unavailable", true),
             (500, "internal", false),

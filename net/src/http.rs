@@ -264,6 +264,17 @@ impl Query {
         Ok(Page { limit, cursor })
     }
 
+    /// Whether no parameter is left.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The names of the parameters no accessor consumed, in order (for a route that reports
+    /// them in its own format rather than [`Query::finish`]'s `unknown_field`).
+    pub fn rest(self) -> Vec<String> {
+        self.pairs.into_iter().map(|(name, _)| name).collect()
+    }
+
     /// Fails with `unknown_field` naming the first parameter no accessor consumed.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.pairs.first() {

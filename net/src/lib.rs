@@ -12,9 +12,10 @@
 //!   document made from the same table.
 //! - [`service`]: the server's own routes (`/healthz`, `/readyz`, `/metrics`,
 //!   `/api/v1/openapi.json`, `/docs` with its Swagger UI assets in the binary).
-//! - [`domains`]: one folder per domain (`demo`, `social`, `work`), each owning its routes and
-//!   handlers, request and response types, OpenAPI parts and `/metrics` lines; registered by
-//!   the one line `domains!(demo, social, work)`.
+//! - [`domains`]: one folder per domain (`demo`, `social`, `work`, `market`), each owning its
+//!   routes and handlers, request and response types, OpenAPI parts and `/metrics` lines, and
+//!   optionally a compatibility route set (`--compat`); registered by the one line
+//!   `domains!(demo, social, work, market)`.
 //! - [`router`]: [`router::Route`] (with its OpenAPI operation) and the `matchit` router.
 //! - [`openapi`]: the document's builder ([`openapi::Op`] per operation, [`openapi::Document`]).
 //! - [`ctx`]: [`ctx::Ctx`], what a handler sees of a request (who calls, its input).

@@ -88,11 +88,16 @@ pub async fn run(
     .with_clock_skew(config.auth.clock_skew_seconds);
     let adapters = Adapters::from_config(&config.social)?;
     announce(address)?;
-    if !config.compat.names().is_empty() {
-        tracing::warn!(
-            compat = ?config.compat.names(),
-            "compatibility routes are not implemented yet; none are mounted"
-        );
+    let provided = crate::routes::compat_sets();
+    for name in config.compat.names() {
+        if provided.contains(&name) {
+            tracing::info!(compat = name, "compatibility routes mounted");
+        } else {
+            tracing::warn!(
+                compat = name,
+                "no domain provides this compatibility set yet; nothing is mounted for it"
+            );
+        }
     }
     let shutdown_deadline = Duration::from_millis(config.server.shutdown_deadline_ms);
     let connection_limit = Arc::new(Semaphore::new(config.limits.max_connections));
@@ -208,7 +213,7 @@ fn open_engine(
         .name("switchyard-open".into())
         .spawn(move || {
             // If the server stopped waiting, the engine is dropped here, which closes it.
-            let opened = crate::domains::effect_pools()
+            let opened = crate::domains::effect_pools(&config)
                 .map_err(|error| EngineError::Unavailable(leak_reason(error)))
                 .and_then(|pools| {
                     Engine::open_with_effects(config, lock.0, Arc::new(SystemClock), pools)

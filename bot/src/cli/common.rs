@@ -1,5 +1,5 @@
 //! What every subcommand shares: the common flags ([`CommonArgs`]: seed, URL, report, progress,
-//! timeout), the target flags of `social` and `work` ([`TargetArgs`]: `--embedded --data-dir`),
+//! timeout), the target flags of `social`, `work` and `market` ([`TargetArgs`]: `--embedded --data-dir`),
 //! the TOML file (`--config`), and how a flag, the file's subcommand section and the file's top
 //! level merge (in that order, then the default).
 //!
@@ -13,6 +13,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::load::LoadFile;
+use super::market::MarketFile;
 use super::social::SocialFile;
 use super::work::WorkFile;
 use crate::progress::ProgressMode;
@@ -38,7 +39,7 @@ pub struct CommonArgs {
     pub timeout_ms: Option<u64>,
 }
 
-/// `--url URL` or `--embedded --data-dir DIR`: where `social` and `work` run.
+/// `--url URL` or `--embedded --data-dir DIR`: where `social`, `work` and `market` run.
 #[derive(Debug, Clone, Args, Default)]
 pub struct TargetArgs {
     /// Run against an engine opened in this process (needs --data-dir) instead of --url.
@@ -125,6 +126,8 @@ pub(super) struct FileConfig {
     pub load: LoadFile,
     #[serde(default)]
     pub work: WorkFile,
+    #[serde(default)]
+    pub market: MarketFile,
 }
 
 impl FileConfig {
@@ -160,7 +163,7 @@ pub(super) fn positive<T: PartialOrd + Default + std::fmt::Display>(
     }
 }
 
-/// Where a `social` or `work` run goes, before its kind's own settings.
+/// Where a `social`, `work` or `market` run goes, before its kind's own settings.
 pub(super) enum Place {
     Url(String),
     DataDir(PathBuf),

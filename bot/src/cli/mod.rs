@@ -2,17 +2,18 @@
 //! (a flag beats the file's subcommand section, which beats the file's top level, which beats
 //! the default), and [`main`], which runs a subcommand and turns its outcome into the exit code.
 //!
-//! Subcommands: `social` (the simulation), `load` (the load generator) and `work` (simulated
-//! work clients, [`crate::work`]); `social` and `work` run over HTTP (`--url`) or against an
+//! Subcommands: `social` (the simulation), `load` (the load generator), `work` (simulated
+//! work clients, [`crate::work`]) and `market` (orders with idempotency keys,
+//! [`crate::market`]); `social`, `work` and `market` run over HTTP (`--url`) or against an
 //! engine opened in-process (`--embedded --data-dir`).
 //!
 //! # Layout
 //! - `mod.rs` (this file): the clap root ([`Cli`], [`Command`]), [`main`], the exit codes and
 //!   the final report.
 //! - `common`: what every subcommand shares: the common flags ([`CommonArgs`]), the target
-//!   flags of `social` and `work` ([`TargetArgs`]), the TOML file, and the merge of a flag, the
+//!   flags of `social`, `work` and `market` ([`TargetArgs`]), the TOML file, and the merge of a flag, the
 //!   file's section and the file's top level.
-//! - `social`, `load`, `work`: one module per subcommand: its flags, its file section, its
+//! - `social`, `load`, `work`, `market`: one module per subcommand: its flags, its file section, its
 //!   resolved plan, and how it runs.
 
 use std::ffi::OsString;
@@ -25,11 +26,16 @@ use crate::report::{Outcome, Report};
 
 mod common;
 mod load;
+mod market;
 mod social;
 mod work;
 
 pub use common::{CommonArgs, TargetArgs};
 pub use load::{resolve_load, run_load_plan, LoadArgs, LoadPlan};
+pub use market::{
+    parse_price, resolve_market, run_market, run_market_plan, MarketArgs, MarketPlan, MarketTarget,
+    DEFAULT_PRICE,
+};
 pub use social::{
     builtin_mail_list, parse_mail_list, resolve_social, run_social_plan, SocialArgs, SocialPlan,
     Target,
@@ -37,6 +43,7 @@ pub use social::{
 pub use work::{resolve_work, run_work, run_work_plan, WorkArgs, WorkPlan, WorkTarget};
 
 use load::LOAD_ABOUT;
+use market::MARKET_ABOUT;
 use social::SOCIAL_ABOUT;
 use work::WORK_ABOUT;
 
@@ -58,7 +65,7 @@ Exit codes:
 )]
 pub struct Cli {
     /// TOML file with defaults: top-level keys (seed, url, report, progress, timeout_ms) and
-    /// [social] / [load] / [work] sections with the flags' names in snake_case. Flags win.
+    /// [social] / [load] / [work] / [market] sections with the flags' names in snake_case. Flags win.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -77,6 +84,10 @@ pub enum Command {
     /// is done exactly once (or, with --lease-only, lease without reporting).
     #[command(long_about = WORK_ABOUT, after_help = EXIT_CODES)]
     Work(WorkArgs),
+    /// Seeded users place orders with idempotency keys (some sent twice, failures retried with
+    /// the same key); then check the server's orders match the bot's ledger exactly.
+    #[command(long_about = MARKET_ABOUT, after_help = EXIT_CODES)]
+    Market(MarketArgs),
 }
 
 /// The binary's entry point: parses the command line, runs, prints, returns the exit code.
@@ -109,6 +120,10 @@ where
         },
         Command::Work(args) => match resolve_work(args, cli.config.as_deref()) {
             Ok(plan) => run_work_plan(plan),
+            Err(message) => usage_error(&message),
+        },
+        Command::Market(args) => match resolve_market(args, cli.config.as_deref()) {
+            Ok(plan) => run_market_plan(plan),
             Err(message) => usage_error(&message),
         },
     };

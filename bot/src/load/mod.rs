@@ -24,6 +24,10 @@
 //!   like/unlike pair stays valid without asking the server). Users are partitioned across
 //!   connections, so two connections never race on the same (user, post) pair.
 //! - `post`: a user creates a post. `read`: `GET /api/v1/posts/{id}` of a setup post.
+//! - `order`: a user buys BTC (`POST /api/v1/orders`) for a small amount in EUR, GBP or USD,
+//!   each order with its own `Idempotency-Key` (`load.<seed>.<connection>.<n>`): the market's
+//!   durable write path with keys. Start the server with `market.rate_limit_per_minute=0` and a
+//!   raised `market.cap_satoshis` to measure it, else most answers are 429 or 409.
 //! - `health`: `GET /healthz` (the trivial route; `--mix health=100` measures the generator and
 //!   the HTTP layer alone).
 //!
@@ -68,6 +72,7 @@ pub enum LoadKind {
     Like,
     Post,
     Read,
+    Order,
     Health,
 }
 
@@ -77,6 +82,7 @@ impl LoadKind {
             LoadKind::Like => "like",
             LoadKind::Post => "post",
             LoadKind::Read => "read",
+            LoadKind::Order => "order",
             LoadKind::Health => "health",
         }
     }
@@ -86,6 +92,7 @@ impl LoadKind {
             "like" => Some(LoadKind::Like),
             "post" => Some(LoadKind::Post),
             "read" => Some(LoadKind::Read),
+            "order" => Some(LoadKind::Order),
             "health" => Some(LoadKind::Health),
             _ => None,
         }
@@ -112,7 +119,9 @@ impl Mix {
                 .split_once('=')
                 .ok_or_else(|| format!("--mix: `{part}` is not NAME=WEIGHT"))?;
             let kind = LoadKind::parse(name.trim()).ok_or_else(|| {
-                format!("--mix: unknown operation `{name}`; expected like, post, read or health")
+                format!(
+                    "--mix: unknown operation `{name}`; expected like, post, read, order or health"
+                )
             })?;
             let weight: u32 = weight
                 .trim()
@@ -381,7 +390,10 @@ async fn setup(
     transport: &Arc<HttpTransport>,
     options: &LoadOptions,
 ) -> Result<(Vec<LoadUser>, Vec<LoadPost>), BotError> {
-    let user_count = if options.mix.has(LoadKind::Like) || options.mix.has(LoadKind::Post) {
+    let user_count = if options.mix.has(LoadKind::Like)
+        || options.mix.has(LoadKind::Post)
+        || options.mix.has(LoadKind::Order)
+    {
         // Every connection owns at least one user; a like needs a post of another user.
         options.setup_users.max(options.connections).max(2)
     } else {
@@ -467,6 +479,9 @@ struct Actors {
     /// (user slot, post index) pairs whose like is on, as far as this connection knows.
     liked: HashSet<(usize, usize)>,
     posts_written: u64,
+    orders_placed: u64,
+    /// This connection's index (in its orders' idempotency keys).
+    index: usize,
 }
 
 /// Renders the request for `kind` into `out`; returns the report kind and, for likes, the pair.
@@ -507,6 +522,26 @@ fn render(
                 body.len()
             );
             ("post", None)
+        }
+        LoadKind::Order => {
+            let slot = actors.own[rng.below(actors.own.len() as u64) as usize];
+            actors.orders_placed += 1;
+            let currency = ["EUR", "GBP", "USD"][rng.below(3) as usize];
+            let body = format!(
+                "{{\"currency\":\"{currency}\",\"amount\":\"{}.{:02}\"}}",
+                1 + rng.below(99),
+                rng.below(100)
+            );
+            let _ = write!(
+                text,
+                "POST /api/v1/orders HTTP/1.1\r\nHost: {host}\r\n{}Idempotency-Key: load.{:x}.{}.{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                plan.users[slot].authorization,
+                plan.seed,
+                actors.index,
+                actors.orders_placed,
+                body.len()
+            );
+            ("order", None)
         }
         LoadKind::Like => {
             let slot = actors.own[rng.below(actors.own.len() as u64) as usize];
@@ -573,6 +608,8 @@ async fn drive(plan: Arc<Plan>, index: usize, connection: Connection) -> Connect
         own,
         liked: HashSet::new(),
         posts_written: 0,
+        orders_placed: 0,
+        index,
     };
     let mut connection = Some(connection);
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(plan.pipeline);

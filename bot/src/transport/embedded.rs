@@ -5,9 +5,12 @@
 //! `switchyard-net` does, so they do not stall the other users' tasks.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use switchyard_engine::runtime::effects::EffectPool;
 use switchyard_engine::social::{self, SignUp};
-use switchyard_engine::{Engine, EngineConfig};
+use switchyard_engine::store::DirLock;
+use switchyard_engine::{Engine, EngineConfig, SystemClock};
 
 use super::{
     Answer, BotError, LikeInfo, NewUser, PostInfo, Session, SocialStats, Transport, UserInfo,
@@ -25,6 +28,15 @@ impl EmbeddedTransport {
     /// Opens (or creates) the engine on `config.data_dir`. Blocking: recovery runs here.
     pub fn open(config: EngineConfig) -> Answer<Self> {
         let engine = Engine::open(config).map_err(BotError::from)?;
+        Ok(EmbeddedTransport { engine })
+    }
+
+    /// As [`EmbeddedTransport::open`], with worker pools for the effects the domains ask for
+    /// (the market's price pool: an engine opened without one never has a price). Blocking.
+    pub fn open_with_effects(config: EngineConfig, pools: Vec<EffectPool>) -> Answer<Self> {
+        let lock = DirLock::acquire(&config.data_dir).map_err(BotError::from)?;
+        let engine = Engine::open_with_effects(config, lock, Arc::new(SystemClock), pools)
+            .map_err(BotError::from)?;
         Ok(EmbeddedTransport { engine })
     }
 

@@ -6,13 +6,16 @@
 //! - A user's JWT from `POST /api/v1/auth/login` travels in [`Session::token`] and is sent as
 //!   `Authorization: Bearer`.
 //! - An error status is mapped to [`BotError::api`] with the code from the body
-//!   `{"error": {"code", "message"}}`; a body without one gets the code `http_<status>`.
+//!   `{"error": {"code", "message"}}`; a body without one gets the code `http_<status>`. A
+//!   `Retry-After` (429, 503) travels with it as [`BotError::retry_after_ms`].
+//! - [`HttpTransport::exchange`] sends extra headers (the market's `Idempotency-Key`) and hands
+//!   back any answer as a [`Reply`] for routes whose success status matters (201 or 200).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -54,6 +57,44 @@ struct ErrorDetail {
     code: String,
     #[serde(default)]
     message: String,
+}
+
+/// An answer of any status, as [`HttpTransport::exchange`] read it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// `Retry-After` in milliseconds (the header holds whole seconds).
+    pub retry_after_ms: Option<u64>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body of a 2xx decoded as `T`; an error status becomes an API error (with the code of
+    /// its `{"error": {"code"}}` body, or `http_<status>`, and the `Retry-After`).
+    pub fn decode<T: DeserializeOwned>(&self, path: &str) -> Answer<T> {
+        let bytes = &self.body;
+        let status = self.status;
+        if !(200..300).contains(&status) {
+            let error = match serde_json::from_slice::<ErrorBody>(bytes) {
+                Ok(body) => BotError::api(status, body.error.code, body.error.message),
+                Err(_) => BotError::api(
+                    status,
+                    format!("http_{status}"),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+                ),
+            };
+            return Err(error.with_retry_after_ms(self.retry_after_ms));
+        }
+        serde_json::from_slice(bytes).map_err(|error| {
+            BotError::transport(
+                "bad_response",
+                format!(
+                    "{path}: {error}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ),
+            )
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -153,10 +194,27 @@ impl HttpTransport {
         token: Option<&str>,
         body: Option<Bytes>,
     ) -> Answer<(u16, Bytes)> {
+        let reply = self.exchange(method, path, token, &[], body).await?;
+        Ok((reply.status, reply.body))
+    }
+
+    /// Sends one request with extra `headers` (`Idempotency-Key`); returns the status, the
+    /// `Retry-After` the server sent (whole seconds, as milliseconds) and the body of any answer.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Answer<Reply> {
         let uri = format!("{}{path}", self.base);
         let mut builder = Request::builder().method(method).uri(&uri);
         if let Some(token) = token {
             builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let body = match body {
             Some(bytes) => {
@@ -174,12 +232,22 @@ impl HttpTransport {
                 BotError::transport(code, format!("{uri}: {error:?}"))
             })?;
             let status = response.status().as_u16();
+            let retry_after_ms = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(|seconds| seconds.saturating_mul(1000));
             let body = http_body_util::Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
                 .collect()
                 .await
                 .map_err(|error| BotError::transport("io", format!("{uri}: body: {error}")))?
                 .to_bytes();
-            Ok((status, body))
+            Ok(Reply {
+                status,
+                retry_after_ms,
+                body,
+            })
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -211,26 +279,8 @@ impl HttpTransport {
         token: Option<&str>,
         body: Option<Bytes>,
     ) -> Answer<T> {
-        let (status, bytes) = self.send_bytes(method, path, token, body).await?;
-        if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => BotError::api(status, body.error.code, body.error.message),
-                Err(_) => BotError::api(
-                    status,
-                    format!("http_{status}"),
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
-                ),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|error| {
-            BotError::transport(
-                "bad_response",
-                format!(
-                    "{path}: {error}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                ),
-            )
-        })
+        let reply = self.exchange(method, path, token, &[], body).await?;
+        reply.decode(path)
     }
 
     /// `GET /healthz`: Ok when the server answers 200.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::error::BotError;
 pub use embedded::EmbeddedTransport;
-pub use http::HttpTransport;
+pub use http::{HttpTransport, Reply};
 
 /// A sign-up request.
 #[derive(Debug, Clone)]

@@ -35,6 +35,13 @@ pub trait Domain: Send + Sync + 'static {
     ) -> Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
         Ok(None)
     }
+
+    /// Called once the engine is open and ready, before `open` returns: wake the actors that
+    /// must run from the start (a singleton whose durable timer arms itself on first
+    /// activation, say).
+    fn opened(&self, _engine: &crate::Engine) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The registry of `domains`, registered in order.

@@ -48,8 +48,35 @@ pub enum EffectOutcome {
 
 /// Runs one kind of effect. Called on the pool's worker threads, never on an actor thread.
 pub trait EffectHandler: Send + Sync + 'static {
-    /// One attempt; `attempts` is how many failed before this one.
-    fn run(&self, effect: &Effect, attempts: u32) -> EffectOutcome;
+    /// One attempt; `attempts` is how many failed before this one. `engine` lets a handler
+    /// written in a domain's engine folder record what it learned (a fetched price, a
+    /// delivery's status) with commands of its own before it answers.
+    fn run(&self, effect: &Effect, attempts: u32, engine: &EffectContext<'_>) -> EffectOutcome;
+}
+
+/// What a handler may reach of the engine while it runs: the clock, and (for handlers inside
+/// the engine crate) commands to actors and the domains' shared state. A command's reply comes
+/// once its change is durable, as for any caller.
+pub struct EffectContext<'a> {
+    shared: &'a Arc<Shared>,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
+impl EffectContext<'_> {
+    /// The engine's clock.
+    pub fn now_ms(&self) -> Millis {
+        self.shared.clock.now_ms()
+    }
+
+    /// Sends `command` to actor `id` and waits (blocking this worker) for its durable reply.
+    pub(crate) fn ask<E: super::Entity>(&self, id: u64, command: E::Command) -> Result<E::Reply> {
+        self.runtime.block_on(self.shared.ask::<E>(id, command))
+    }
+
+    /// A domain's shared state (see `Domain::start`).
+    pub(crate) fn state<T: std::any::Any>(&self) -> &T {
+        self.shared.state::<T>()
+    }
 }
 
 /// A worker pool for one effect kind.
@@ -98,6 +125,11 @@ impl Effects {
             threads: Mutex::new(Vec::new()),
             pools: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the embedder gave a worker pool for effects of `kind`.
+    pub(crate) fn has_pool(&self, kind: &str) -> bool {
+        lock(&self.pools).contains_key(kind)
     }
 
     /// Whether a command that enqueues effects must be refused for now (back-pressure).
@@ -288,10 +320,14 @@ fn hand_out(shared: &Shared, effect: Effect, attempts: u32) {
 fn work(shared: Weak<Shared>, jobs: Receiver<Job>, handler: Arc<dyn EffectHandler>) {
     let Some(runtime) = runtime() else { return };
     while let Ok(job) = jobs.recv() {
-        let outcome = handler.run(&job.effect, job.attempts);
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        let context = EffectContext {
+            shared: &shared,
+            runtime: &runtime,
+        };
+        let outcome = handler.run(&job.effect, job.attempts, &context);
         let key = job.effect.key.clone();
         let command = match outcome {
             EffectOutcome::Done => OutboxCommand::Complete { key: key.clone() },

@@ -195,9 +195,20 @@ pub(crate) struct Shared {
     pub shards: Vec<actix_rt::ArbiterHandle>,
     pub registry: Registry,
     pub effects: effects::Effects,
+    /// Each domain's shared state (caches, id allocators: `Domain::start`), by type.
+    pub states: std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Shared {
+    /// A domain's shared state, made at open by its `Domain::start`.
+    pub(crate) fn state<T: std::any::Any>(&self) -> &T {
+        // Invariant: a domain asks only for the state its own `start` always returns.
+        self.states
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|state| state.downcast_ref::<T>())
+            .expect("the domain's state, made at open")
+    }
+
     /// `Some(Error::Stopped)` once the engine has stopped taking commands (see [`Fault`]).
     pub fn stopped(&self) -> Option<Error> {
         if let Some(reason) = self.fault.reason() {

@@ -14,6 +14,10 @@ use crate::store::{SnapshotBatch, Store};
 /// The id of the one `Accounts` actor.
 pub const ACCOUNTS_ID: u64 = 0;
 
+/// The first user id sign-up allocates; ids only grow from it, so no user ever has an id below
+/// it (the server's compatibility routes keep their orders under user 0 for that reason).
+pub const FIRST_USER_ID: u64 = 1;
+
 #[derive(Debug)]
 pub enum AccountsCommand {
     Register {
@@ -105,7 +109,7 @@ impl Entity for Accounts {
     fn load(_id: u64, store: &Store) -> Result<Self> {
         let key = ActorKey::new(super::ACCOUNTS, ACCOUNTS_ID);
         let mut accounts = Accounts {
-            next_id: 1,
+            next_id: FIRST_USER_ID,
             ..Accounts::default()
         };
         for (name, part) in store.scan::<Part>(key)? {

@@ -54,7 +54,6 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub social: SocialSection,
     pub limits: LimitsConfig,
-    pub market: MarketConfig,
     pub notify: NotifyConfig,
     /// `[engine]`: the engine's own struct (its serde form skips what other keys set). The
     /// domains' sections are kept in its `sections`.
@@ -159,19 +158,6 @@ pub struct LimitsConfig {
     pub max_connections: usize,
 }
 
-/// `[market]`: BTC orders and the price feed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MarketConfig {
-    /// Order requests per user per minute (429 `rate_limited` beyond).
-    pub rate_limit_per_minute: u32,
-    /// Prices older than this are unavailable (503 `price_unavailable`).
-    pub max_price_age_seconds: u64,
-    /// `simulated`, `fixed:EUR=..,GBP=..,USD=..`, or an `http(s)://` URL of a CoinDesk-shaped
-    /// document.
-    pub price_source: String,
-}
-
 /// `[notify]`: outbound notifications.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -232,6 +218,15 @@ pub struct Compat {
 }
 
 impl Compat {
+    /// Every set `--compat` accepts. A domain names its set with one of these
+    /// (`crate::domains::CompatSet::name`); a set no domain provides yet mounts nothing.
+    pub const NAMES: [&'static str; 4] = ["social", "events", "market", "dispatch"];
+
+    /// Whether the set `name` is on (`false` for a name not in [`Compat::NAMES`]).
+    pub fn enabled(&self, name: &str) -> bool {
+        self.names().contains(&name)
+    }
+
     /// Parses names such as `["social", "market"]`; an unknown name is an error naming it.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Compat, Error> {
         let mut compat = Compat::default();
@@ -275,7 +270,6 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             social: SocialSection::default(),
             limits: LimitsConfig::default(),
-            market: MarketConfig::default(),
             notify: NotifyConfig::default(),
             engine,
             server: ServerSection::default(),
@@ -311,16 +305,6 @@ impl Default for LimitsConfig {
             body_read_timeout_ms: 10_000,
             max_in_flight: 2048,
             max_connections: 4096,
-        }
-    }
-}
-
-impl Default for MarketConfig {
-    fn default() -> Self {
-        MarketConfig {
-            rate_limit_per_minute: 60,
-            max_price_age_seconds: 300,
-            price_source: "simulated".into(),
         }
     }
 }
@@ -445,16 +429,6 @@ impl ServerConfig {
         )?;
         at_least("limits.max_in_flight", limits.max_in_flight, 1)?;
         at_least("limits.max_connections", limits.max_connections, 1)?;
-        at_least(
-            "market.rate_limit_per_minute",
-            self.market.rate_limit_per_minute,
-            1,
-        )?;
-        at_least(
-            "market.max_price_age_seconds",
-            self.market.max_price_age_seconds,
-            1,
-        )?;
         at_least("notify.max_attempts", self.notify.max_attempts, 1)?;
         at_least(
             "server.shutdown_deadline_ms",
@@ -463,16 +437,6 @@ impl ServerConfig {
         )?;
         at_least("server.worker_threads", self.server.worker_threads, 1)?;
         at_most("server.worker_threads", self.server.worker_threads, 64)?;
-        let source = self.market.price_source.as_str();
-        if !(source == "simulated"
-            || source.starts_with("fixed:")
-            || source.starts_with("http://")
-            || source.starts_with("https://"))
-        {
-            return Err(Error::Config(format!(
-                "key `market.price_source` must be `simulated`, `fixed:EUR=..,GBP=..,USD=..` or an http(s) URL, got `{source}`"
-            )));
-        }
         if self.server.listen.trim().is_empty() {
             return Err(Error::Config("key `server.listen` is empty".into()));
         }

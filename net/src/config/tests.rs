@@ -45,9 +45,13 @@ fn defaults_match_api_md() {
     assert_eq!(work.max_expiries, 5);
     assert_eq!(work.leased_buckets_per_client_max, 100);
     assert_eq!(config.auth.verified_token_cache_entries, 65_536);
-    assert_eq!(config.market.rate_limit_per_minute, 60);
-    assert_eq!(config.market.max_price_age_seconds, 300);
-    assert_eq!(config.market.price_source, "simulated");
+    let market = config
+        .engine_config()
+        .section::<switchyard_engine::market::MarketConfig>()
+        .clone();
+    assert_eq!(market.rate_limit_per_minute, 60);
+    assert_eq!(market.max_price_age_seconds, 300);
+    assert_eq!(market.price_source, "simulated");
     assert_eq!(config.notify.max_attempts, 8);
     assert_eq!(config.server.listen, "127.0.0.1:8080");
     assert_eq!(config.server.data_dir, PathBuf::from("data/state"));
@@ -87,7 +91,13 @@ fn set_overrides_defaults_with_typed_values() {
     assert_eq!(config.limits.max_body_bytes, 1024);
     assert_eq!(config.durability, Durability::Batch);
     assert_eq!(config.limits.max_posts_per_user, Some(3));
-    assert_eq!(config.market.price_source, "fixed:EUR=1,GBP=2,USD=3");
+    assert_eq!(
+        config
+            .engine_config()
+            .section::<switchyard_engine::market::MarketConfig>()
+            .price_source,
+        "fixed:EUR=1,GBP=2,USD=3"
+    );
     assert!(!config.engine.wal_preallocate);
     assert_eq!(config.server.listen, "127.0.0.1:0");
     let engine = config.engine_config();

@@ -1,5 +1,5 @@
 //! The domains' HTTP surfaces, one folder (or file) each, registered by one line:
-//! `domains!(demo, social, work)` below. A domain module owns its routes and handlers, its
+//! `domains!(demo, social, work, market)` below. A domain module owns its routes and handlers, its
 //! request and response types (which the OpenAPI generator describes), its OpenAPI parts (tag,
 //! security scheme, error codes, a section of the introduction) and its `/metrics` lines, and
 //! exposes them as `pub const DOMAIN: HttpDomain`. The server's own routes (`/healthz`,
@@ -10,6 +10,13 @@
 //! Adding a domain on the net side is a folder here and its name in the `domains!` line (see
 //! ARCHITECTURE.md, "Adding a domain"); nothing else in the server changes.
 //!
+//! Compatibility routes (`--compat <set>`, API.md): a domain that speaks another service's wire
+//! format declares it as its [`CompatSet`] ([`HttpDomain::compat`]): the `--compat` name and the
+//! routes. [`crate::routes::table`] mounts a set's routes only when its flag is on;
+//! [`crate::routes::document`] documents them always, under the `compat` tag. A compat handler
+//! calls the same engine API as the domain's native routes (same commands, same invariants);
+//! only the wire format differs.
+//!
 //! Invariant: a domain module reaches the engine only through `switchyard_engine::Engine`'s API
 //! and the server only through [`crate::ctx::Ctx`], the router's [`Route`], [`crate::openapi`],
 //! [`crate::json`], [`crate::http`] and [`crate::metrics::encode`]; domains never import each
@@ -19,6 +26,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use switchyard_engine::runtime::effects::EffectPool;
+use switchyard_engine::EngineConfig;
 
 use crate::app::App;
 use crate::config::ConfigSection;
@@ -41,11 +49,27 @@ pub struct HttpDomain {
     /// Appends its lines to a `/metrics` scrape (nothing when it has none).
     pub metrics: for<'a> fn(&'a App, &'a mut String) -> MetricsFuture<'a>,
     /// The worker pools that run the effects its engine side asks for, given to
-    /// `Engine::open_with_effects` (none when it asks for none).
-    pub effects: fn() -> Result<Vec<EffectPool>, Error>,
+    /// `Engine::open_with_effects` (none when it asks for none); it may read the engine's
+    /// configuration (its own section) to build them.
+    pub effects: fn(&EngineConfig) -> Result<Vec<EffectPool>, Error>,
     /// Its configuration section, read by the engine's own type for it
     /// (`crate::config::section::<T>()`); `None` when it has none.
     pub config: Option<ConfigSection>,
+    /// Its compatibility route set, mounted only with `--compat <name>`; `None` when it has
+    /// none.
+    pub compat: Option<CompatSet>,
+}
+
+/// A domain's compatibility route set: another service's routes and wire format over the
+/// domain's engine API.
+pub struct CompatSet {
+    /// The `--compat` name that mounts it, one of [`crate::config::Compat::NAMES`].
+    pub name: &'static str,
+    /// Its routes. Their operations carry the `compat` tag ([`crate::openapi::COMPAT_TAG`]) and
+    /// document the original's bodies as they are (not the API's error envelope), plus the
+    /// server's own answers (404 `not_found` when the set is off, the envelope's 400, 413, 500
+    /// and 503 where the pipeline sends them).
+    pub routes: fn() -> Vec<Route>,
 }
 
 impl HttpDomain {
@@ -55,7 +79,7 @@ impl HttpDomain {
     }
 
     /// For a domain that asks for no effects.
-    pub fn no_effects() -> Result<Vec<EffectPool>, Error> {
+    pub fn no_effects(_: &EngineConfig) -> Result<Vec<EffectPool>, Error> {
         Ok(Vec::new())
     }
 }
@@ -70,10 +94,10 @@ pub fn config_sections() -> Vec<ConfigSection> {
 }
 
 /// Every domain's effect pools, for `Engine::open_with_effects`.
-pub fn effect_pools() -> Result<Vec<EffectPool>, Error> {
+pub fn effect_pools(config: &EngineConfig) -> Result<Vec<EffectPool>, Error> {
     let mut pools = Vec::new();
     for domain in DOMAINS {
-        pools.extend((domain.effects)()?);
+        pools.extend((domain.effects)(config)?);
     }
     Ok(pools)
 }
@@ -88,4 +112,4 @@ macro_rules! domains {
     };
 }
 
-domains!(demo, social, work);
+domains!(demo, social, work, market);

@@ -43,6 +43,12 @@ const INTRO: &str = include_str!("intro.md");
 
 /// The admin token's security scheme (the server's own; domains add theirs).
 pub const ADMIN_TOKEN: &str = "adminToken";
+/// The tag of compatibility routes (`--compat`; see `crate::domains::CompatSet`).
+pub const COMPAT_TAG: &str = "compat";
+
+/// The security scheme of user login tokens (declared by the social domain, which issues them;
+/// named here because other domains' user routes take them too).
+pub const USER_JWT: &str = "userJwt";
 
 /// A schema and the schemas it refers to, by name, as components want them.
 type Schemas = Vec<(String, RefOr<Schema>)>;
@@ -315,6 +321,100 @@ impl Op {
         self
     }
 
+    /// A response with a JSON body of type `T` whatever its status: a compatibility route's
+    /// own error bodies (FastAPI's `{"detail": [...]}`, say), which are not the `Error`
+    /// envelope.
+    pub fn answer<T: ToSchema>(self, status: u16, description: &str) -> Op {
+        self.ok::<T>(status, description)
+    }
+
+    /// A compatibility route's error response as the original sent it: a JSON string, one of
+    /// `messages` (`(exact text, when)`), and, when `codes` is not empty, also the server's own
+    /// `Error` envelope with those codes (listed in `x-error-codes`, which apply to envelope
+    /// bodies only). `retry`: the response carries `Retry-After`.
+    pub fn original_error(
+        mut self,
+        status: u16,
+        headline: &str,
+        messages: &[(&str, &str)],
+        codes: &[(&str, &str)],
+        retry: bool,
+    ) -> Op {
+        assert!(!messages.is_empty(), "an original error has a message");
+        let strings: Schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(messages.iter().map(|(text, _)| *text)))
+            .description(Some("The original's message, a JSON string."))
+            .into();
+        let schema: RefOr<Schema> = if codes.is_empty() {
+            RefOr::T(strings)
+        } else {
+            RefOr::T(
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(strings)
+                    .item(RefOr::Ref(Ref::from_schema_name("Error")))
+                    .into(),
+            )
+        };
+        let mut lines: Vec<String> = messages
+            .iter()
+            .map(|(text, when)| format!("- `\"{text}\"`: {when}"))
+            .collect();
+        lines.extend(
+            codes
+                .iter()
+                .map(|(code, when)| format!("- `{code}` (the server's `Error` envelope): {when}")),
+        );
+        let mut response = ResponseBuilder::new()
+            .description(format!("{headline}\n\n{}", lines.join("\n")))
+            .content("application/json", Content::new(Some(schema)));
+        if !codes.is_empty() {
+            response = response.extensions(Some(error_codes_extension(codes)));
+        }
+        if retry {
+            response = response.header("Retry-After", retry_after());
+        }
+        self.responses.push((status, RefOr::T(response.build())));
+        self
+    }
+
+    /// A `307 Temporary Redirect` to the `Location` header's URL, with no body.
+    pub fn redirect(mut self, description: &str) -> Op {
+        let location = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("uri-reference".into()))),
+            )
+            .description(Some("Where to send the same request again."))
+            .build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .header("Location", location)
+            .build();
+        self.responses.push((307, RefOr::T(response)));
+        self
+    }
+
+    /// What any route of the compatibility set `set` may answer besides its own responses, all
+    /// in the server's `Error` envelope: 404 `not_found` when the server runs without
+    /// `--compat <set>`, 400 `invalid_header` (two `Authorization` headers, refused before any
+    /// handler), and [`Op::api`]'s 500 and 503.
+    pub fn compat(self, set: &str) -> Op {
+        let not_mounted = format!("the server runs without `--compat {set}` (the default)");
+        self.error(
+            404,
+            "This compatibility set is not mounted.",
+            &[("not_found", &not_mounted)],
+        )
+        .error(
+            400,
+            "Ambiguous credentials (the route takes none, but the server refuses two).",
+            &[INVALID_HEADER],
+        )
+        .api()
+    }
+
     /// A success with a body of `content_type` (a schema given inline).
     pub fn ok_as(
         mut self,
@@ -422,9 +522,13 @@ impl Op {
         self.error(400, "The request is malformed; nothing changed.", &codes)
     }
 
-    /// 500 and 503, which every API route may answer.
+    /// 500 and 503, which every API route may answer (a route that documents a 503 of its
+    /// own, with more codes, keeps that one).
     pub fn api(mut self) -> Op {
         for (status, name) in [(500, "Internal"), (503, "Unavailable")] {
+            if self.responses.iter().any(|(known, _)| *known == status) {
+                continue;
+            }
             self.responses
                 .push((status, RefOr::Ref(Ref::from_response_name(name))));
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_engine::demo::{DemoNotice, NOTIFY_EFFECT};
-use switchyard_engine::runtime::effects::{EffectHandler, EffectOutcome, EffectPool};
+use switchyard_engine::runtime::effects::{EffectContext, EffectHandler, EffectOutcome, EffectPool};
 use switchyard_engine::runtime::outbox::Effect;
 
 use crate::adapters::AdapterClient;
@@ -31,7 +31,7 @@ const DEMO_NOTIFY_RETRY_BASE_MS: u64 = 200;
 const DEMO_NOTIFY_RETRY_MAX_MS: u64 = 30_000;
 
 /// The effect pools of the demo domain (its `HttpDomain::effects`).
-pub fn pools() -> Result<Vec<EffectPool>, Error> {
+pub fn pools(_: &switchyard_engine::EngineConfig) -> Result<Vec<EffectPool>, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("effects-io")
@@ -57,7 +57,7 @@ struct DemoNotify {
 }
 
 impl EffectHandler for DemoNotify {
-    fn run(&self, effect: &Effect, attempts: u32) -> EffectOutcome {
+    fn run(&self, effect: &Effect, attempts: u32, _: &EffectContext<'_>) -> EffectOutcome {
         let notice = match DemoNotice::decode(&effect.payload) {
             Ok(notice) => notice,
             Err(error) => {

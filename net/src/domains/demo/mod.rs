@@ -38,6 +38,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     metrics: HttpDomain::no_metrics,
     effects: effects::pools,
     config: None,
+    compat: None,
 };
 
 fn routes() -> Vec<Route> {

@@ -53,10 +53,11 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     metrics,
     effects: HttpDomain::no_effects,
     config: None,
+    compat: None,
 };
 
 /// The security scheme of user tokens.
-const USER_JWT: &str = "userJwt";
+use crate::openapi::USER_JWT;
 
 fn routes() -> Vec<Route> {
     vec![

@@ -50,6 +50,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     metrics,
     effects: HttpDomain::no_effects,
     config: Some(crate::config::section::<switchyard_engine::work::WorkConfig>()),
+    compat: None,
 };
 
 /// The security scheme of work client tokens.
