@@ -7,15 +7,10 @@
 //! serde's `flatten` cannot be combined with `deny_unknown_fields`, and an unknown key must stay
 //! an error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use serde::Deserialize;
 
-use super::load::LoadFile;
-use super::market::MarketFile;
-use super::social::SocialFile;
-use super::work::WorkFile;
 use crate::progress::ProgressMode;
 use crate::rng::seed_from_time;
 
@@ -109,47 +104,6 @@ impl CommonArgs {
                 .unwrap_or(30_000),
         }
     }
-}
-
-/// The TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileConfig {
-    seed: Option<u64>,
-    url: Option<String>,
-    report: Option<PathBuf>,
-    progress: Option<ProgressMode>,
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub social: SocialFile,
-    #[serde(default)]
-    pub load: LoadFile,
-    #[serde(default)]
-    pub work: WorkFile,
-    #[serde(default)]
-    pub market: MarketFile,
-}
-
-impl FileConfig {
-    /// The top level's common keys.
-    pub(super) fn common(&self) -> CommonKeys {
-        CommonKeys {
-            seed: self.seed,
-            url: self.url.clone(),
-            report: self.report.clone(),
-            progress: self.progress,
-            timeout_ms: self.timeout_ms,
-        }
-    }
-}
-
-pub(super) fn read_file_config(path: Option<&Path>) -> Result<FileConfig, String> {
-    let Some(path) = path else {
-        return Ok(FileConfig::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("--config {}: {error}", path.display()))?;
-    toml::from_str(&text).map_err(|error| format!("--config {}: {error}", path.display()))
 }
 
 pub(super) fn positive<T: PartialOrd + Default + std::fmt::Display>(

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 
-use super::common::{positive, read_file_config, CommonArgs, CommonKeys};
+use super::common::{positive, CommonArgs, CommonKeys};
+use super::file::{read_file_config, LoadFile};
 use super::{conclude, usage_error};
 use crate::load::{self, LoadOptions, Mix};
-use crate::progress::ProgressMode;
 
 pub(super) const LOAD_ABOUT: &str = "\
 Open-model load generator: arrivals at --rate per second, scheduled independently of responses,
@@ -49,24 +48,6 @@ pub struct LoadArgs {
     /// Posts each setup user creates [default: 2].
     #[arg(long)]
     pub setup_posts: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LoadFile {
-    seed: Option<u64>,
-    url: Option<String>,
-    report: Option<PathBuf>,
-    progress: Option<ProgressMode>,
-    timeout_ms: Option<u64>,
-    rate: Option<f64>,
-    duration: Option<f64>,
-    connections: Option<usize>,
-    mix: Option<Mix>,
-    pipeline: Option<usize>,
-    threads: Option<usize>,
-    setup_users: Option<usize>,
-    setup_posts: Option<usize>,
 }
 
 impl LoadFile {

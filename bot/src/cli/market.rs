@@ -7,15 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 use switchyard_engine::market::money::parse_amount;
 use switchyard_engine::market::source::{Rates, SourceSpec};
 use switchyard_engine::market::MarketConfig;
 
-use super::common::{positive, read_file_config, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::common::{positive, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::file::{read_file_config, MarketFile};
 use super::{conclude, usage_error};
 use crate::market::{self, HttpMarket, MarketOptions};
-use crate::progress::ProgressMode;
 use crate::report::Report;
 use crate::transport::EmbeddedTransport;
 
@@ -90,27 +89,6 @@ pub struct MarketArgs {
     /// 0 = unlimited [default: the engine's, 60].
     #[arg(long)]
     pub rate_limit_per_minute: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct MarketFile {
-    seed: Option<u64>,
-    url: Option<String>,
-    report: Option<PathBuf>,
-    progress: Option<ProgressMode>,
-    timeout_ms: Option<u64>,
-    embedded: Option<bool>,
-    data_dir: Option<PathBuf>,
-    users: Option<usize>,
-    orders: Option<usize>,
-    concurrency: Option<usize>,
-    retry_percent: Option<u64>,
-    max_amount: Option<String>,
-    cap_satoshis: Option<u64>,
-    deadline_seconds: Option<u64>,
-    price: Option<String>,
-    rate_limit_per_minute: Option<u32>,
 }
 
 impl MarketFile {

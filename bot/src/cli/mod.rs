@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 use crate::report::{Outcome, Report};
 
 mod common;
+mod file;
 mod load;
 mod market;
 mod social;

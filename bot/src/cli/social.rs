@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 
-use super::common::{positive, read_file_config, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::common::{positive, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::file::{read_file_config, SocialFile};
 use super::{conclude, usage_error};
-use crate::progress::ProgressMode;
 use crate::report::Outcome;
 use crate::social::{self, SocialOptions};
 use crate::transport::{EmbeddedTransport, HttpTransport};
@@ -70,27 +69,6 @@ pub struct SocialArgs {
     /// Embedded only: argon2 iterations [default: the engine's].
     #[arg(long)]
     pub hash_iterations: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SocialFile {
-    seed: Option<u64>,
-    url: Option<String>,
-    report: Option<PathBuf>,
-    progress: Option<ProgressMode>,
-    timeout_ms: Option<u64>,
-    embedded: Option<bool>,
-    data_dir: Option<PathBuf>,
-    users: Option<usize>,
-    max_posts: Option<u64>,
-    max_likes: Option<u64>,
-    concurrency: Option<usize>,
-    mail_list: Option<PathBuf>,
-    op_log: Option<PathBuf>,
-    check_every_round: Option<bool>,
-    hash_memory_kib: Option<u32>,
-    hash_iterations: Option<u32>,
 }
 
 impl SocialFile {

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 
-use super::common::{positive, read_file_config, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::common::{positive, CommonArgs, CommonKeys, Place, TargetArgs};
+use super::file::{read_file_config, WorkFile};
 use super::{conclude, usage_error};
-use crate::progress::ProgressMode;
 use crate::report::Report;
 use crate::transport::EmbeddedTransport;
 use crate::work::{self, HttpWork, WorkMode, WorkOptions};
@@ -89,27 +88,6 @@ pub struct WorkArgs {
     /// [default: the engine's, 5].
     #[arg(long)]
     pub max_expiries: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WorkFile {
-    seed: Option<u64>,
-    url: Option<String>,
-    report: Option<PathBuf>,
-    progress: Option<ProgressMode>,
-    timeout_ms: Option<u64>,
-    embedded: Option<bool>,
-    data_dir: Option<PathBuf>,
-    clients: Option<usize>,
-    items: Option<usize>,
-    max_buckets: Option<usize>,
-    crash_percent: Option<u64>,
-    lease_only: Option<bool>,
-    deadline_seconds: Option<u64>,
-    lease_seconds: Option<u64>,
-    bucket_size: Option<usize>,
-    max_expiries: Option<u32>,
 }
 
 impl WorkFile {
