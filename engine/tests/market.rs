@@ -343,6 +343,30 @@ impl PriceSource for Flaky {
     }
 }
 
+/// Waits (bounded) until the feed's health reports of `level` number at least `count`.
+async fn until_reports(
+    engine: &Engine,
+    level: Option<Level>,
+    count: usize,
+) -> switchyard_engine::Page<switchyard_engine::market::Report> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reports = engine
+            .market()
+            .reports(level, Some("market.price_feed".into()), None, 50)
+            .await
+            .unwrap();
+        if reports.items.len() >= count {
+            return reports;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for reports: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn until_feed(
     engine: &Engine,
     what: &str,
@@ -409,11 +433,8 @@ async fn the_feed_runs_on_its_durable_timer_and_stale_prices_are_unavailable() {
         code(&engine.market().price().unwrap_err()),
         "price_unavailable"
     );
-    let reports = engine
-        .market()
-        .reports(None, Some("market.price_feed".into()), None, 50)
-        .await
-        .unwrap();
+    // The handler writes a failure's report after it recorded the failure with the feed.
+    let reports = until_reports(&engine, None, 4).await;
     let levels: Vec<Level> = reports.items.iter().map(|r| r.level).collect();
     assert_eq!(
         levels,
@@ -433,11 +454,8 @@ async fn the_feed_runs_on_its_durable_timer_and_stale_prices_are_unavailable() {
     clock.set_ms(10_000_000 + 300_000);
     let quote = until_priced(&engine).await;
     assert_eq!(quote.at_ms, 10_000_000 + 300_000);
-    let latest = engine
-        .market()
-        .reports(Some(Level::Info), None, None, 1)
-        .await
-        .unwrap();
+    // Written after the quote is published: waited for.
+    let latest = until_reports(&engine, Some(Level::Info), 1).await;
     assert_eq!(latest.items[0].status, "recovered");
     engine
         .market()

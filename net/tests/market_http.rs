@@ -576,7 +576,12 @@ fn the_http_price_source_against_a_coindesk_shaped_fake() {
     *answer.lock().unwrap() = (200, coindesk_document("40000", "30000", "35000"));
     let price = until_price(addr, 200).json();
     assert_eq!(price["rates"]["EUR"], "35000");
-    assert_eq!(feed_reports(addr)[0]["status"], "recovered");
+    // The feed's "recovered" report is written just after the quote is published.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while feed_reports(addr)[0]["status"] != "recovered" {
+        assert!(Instant::now() < deadline, "no recovered report");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     check(
         &place(addr, &alice, None, r#"{"currency":"EUR","amount":"1"}"#),
         201,
