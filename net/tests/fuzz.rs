@@ -474,6 +474,13 @@ fn no_request_crashes_the_server_or_gets_a_5xx() {
     args.extend(FAST_HASH);
     let server = Server::start(dir.path(), &args);
     server.wait_ready();
+    // The market's first price (the simulated feed reads it at start-up): before it,
+    // `GET /api/v1/price` and orders are a documented 503 `price_unavailable`, not a fault.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::request(server.addr, "GET", "/api/v1/price", None).status != 200 {
+        assert!(std::time::Instant::now() < deadline, "no price");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let tokens = setup(&server);
     let config = switchyard_net::ServerConfig::for_tests(dir.path());
     let routes: Vec<(String, String)> = switchyard_net::routes::mounted(&config)
