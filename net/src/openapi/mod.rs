@@ -236,6 +236,19 @@ impl Op {
         self
     }
 
+    /// For a logged-in user: a user login token (`userJwt`), 401 without a valid one.
+    pub fn user(self) -> Op {
+        self.security(USER_JWT).error(
+            401,
+            "Not authenticated.",
+            &[(
+                "unauthenticated",
+                "no `Authorization: Bearer <jwt>`, or the token is expired, tampered, wrongly \
+                 signed or not a user token",
+            )],
+        )
+    }
+
     /// Admin only: the admin token, 401 for another token, 403 when none is configured.
     pub fn admin(self) -> Op {
         self.security(ADMIN_TOKEN)
