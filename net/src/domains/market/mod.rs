@@ -170,17 +170,6 @@ const SECTION: &str = "## Market
 | `market.cap_satoshis` | 10000000000 | 100 BTC: the sum of all orders' `btc_amount` |
 | `market.health_reports_max` | 100000 | reports kept (the oldest go) |";
 
-fn user_only(op: Op) -> Op {
-    op.security(USER_JWT).error(
-        401,
-        "Not authenticated.",
-        &[(
-            "unauthenticated",
-            "no `Authorization: Bearer <jwt>`, or the token is expired, tampered, wrongly signed \
-             or not a user token",
-        )],
-    )
-}
 
 fn idempotency_key() -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
@@ -203,14 +192,13 @@ fn idempotency_key() -> utoipa::openapi::path::Parameter {
 }
 
 fn place_order_doc() -> Op {
-    user_only(
-        Op::new("placeOrder", "market")
+    Op::new("placeOrder", "market")
             .summary("Place a buy order")
             .description(
                 "Buys BTC for `amount` of `currency` at the current price. See the market \
                  section for the order of checks, idempotency and the cap.",
-            ),
-    )
+            )
+.user()
     .parameter(idempotency_key())
     .body::<PlaceOrderRequest>()
     .ok::<OrderBody>(201, "The new order.")

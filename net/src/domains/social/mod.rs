@@ -261,18 +261,6 @@ fn post_id() -> Parameter {
     openapi::id_parameter("id", "Post id; not a number → 404.")
 }
 
-/// A route for a logged-in user: `userJwt`, and its 401.
-fn user_only(op: Op) -> Op {
-    op.security(USER_JWT).error(
-        401,
-        "Not authenticated.",
-        &[(
-            "unauthenticated",
-            "no `Authorization: Bearer <jwt>`, or the token is expired, tampered, wrongly signed \
-             or not a user token",
-        )],
-    )
-}
 
 /// A route where a token is optional: anonymous, a user or the admin; a present but invalid
 /// token is 401.
@@ -582,11 +570,10 @@ async fn list_users(ctx: Ctx) -> HandlerResult {
 }
 
 fn create_post_doc() -> Op {
-    user_only(
-        Op::new("createPost", "social")
+    Op::new("createPost", "social")
             .summary("Create a post")
-            .description("Creates a post by the authenticated user."),
-    )
+            .description("Creates a post by the authenticated user.")
+.user()
     .body::<CreatePostRequest>()
     .ok::<Post>(201, "The new post.")
     .link(
@@ -751,15 +738,14 @@ const NO_SUCH_POST_OR_USER: (&str, &str) = (
 
 fn like_doc() -> Op {
     like_links(
-        user_only(
-            Op::new("likePost", "social")
+        Op::new("likePost", "social")
                 .summary("Like a post")
                 .description(
                     "The authenticated user likes the post. A (user, post) pair has one like \
                      record; liking again after an unlike turns it back on. The body is \
                      optional: empty or `{}` (any field is `unknown_field`).",
-                ),
-        )
+                )
+.user()
         .parameter(post_id())
         .optional_body::<EmptyObject>()
         .ok::<LikeOutcome>(201, "Liked; `likes` is the post's new count."),
@@ -790,15 +776,14 @@ fn like_doc() -> Op {
 
 fn unlike_doc() -> Op {
     like_links(
-        user_only(
-            Op::new("unlikePost", "social")
+        Op::new("unlikePost", "social")
                 .summary("Take back a like")
                 .description(
                     "Turns the authenticated user's like on the post off (the record is kept, \
                      `liked: false`). The body is optional: empty or `{}` (any field is \
                      `unknown_field`).",
-                ),
-        )
+                )
+.user()
         .parameter(post_id())
         .optional_body::<EmptyObject>()
         .ok::<LikeOutcome>(200, "Unliked; `likes` is the post's new count."),
