@@ -75,6 +75,9 @@ pub struct NotifyConfig {
     pub catalog_items_max: usize,
     /// Dispatches kept (`notify.dispatches_max`); beyond, 503 `overloaded`.
     pub dispatches_max: usize,
+    /// How often dispatches waiting for a condition are checked against the last price, besides
+    /// every new price (`notify.signal_check_ms`).
+    pub signal_check_ms: u64,
     /// Lines of a dispatch's transaction log kept; later steps are counted, not written
     /// (`notify.log_lines_max`).
     pub log_lines_max: usize,
@@ -112,6 +115,7 @@ impl Default for NotifyConfig {
             group_ids_max: 100,
             catalog_items_max: 10_000_000,
             dispatches_max: 1_000_000,
+            signal_check_ms: 1_000,
             log_lines_max: 10_000,
         }
     }
@@ -140,6 +144,7 @@ impl DomainConfig for NotifyConfig {
             ("notify.catalog_items_max", self.catalog_items_max as u64),
             ("notify.dispatches_max", self.dispatches_max as u64),
             ("notify.log_lines_max", self.log_lines_max as u64),
+            ("notify.signal_check_ms", self.signal_check_ms),
         ];
         for (key, value) in positive {
             if value == 0 {
