@@ -154,8 +154,10 @@ impl DomainConfig for NotifyConfig {
         if self.retry_max_ms < self.retry_base_ms {
             return Err("`notify.retry_max_ms` must be at least `notify.retry_base_ms`".into());
         }
-        if self.batch_size > 4_096 {
-            return Err("`notify.batch_size` must be 1..=4096".into());
+        // A fan-out page is one WAL record (its contacts and their notifications, about 600
+        // bytes per contact on three channels), which must stay under `record_bytes_max`.
+        if self.batch_size > 1_024 {
+            return Err("`notify.batch_size` must be 1..=1024".into());
         }
         if !["required", "opportunistic", "off"].contains(&self.smtp_starttls.as_str()) {
             return Err(
