@@ -1,6 +1,7 @@
 //! `switchyard config`: every key with its effective value, its default and its unit, from
 //! the server's own sections, `[engine]` and each domain's section. A key that proves identity
-//! to a third party (`*_api_key`) is shown only as set or unset.
+//! to a third party (`*_api_key`) or signs for the server (`*_secret`, the webhook signing key)
+//! is shown only as set or unset.
 
 use switchyard_engine::config::DomainConfig;
 use switchyard_engine::EngineConfig;
@@ -74,13 +75,16 @@ fn flatten_into(
                 default_inner.unwrap_or(&serde_json::Value::Null),
                 rows,
             ),
-            // A key that proves identity to a third party is never printed, only whether it is set.
-            _ if name.ends_with("_api_key") && !inner.is_null() => rows.push(KeyRow {
-                unit: "",
-                value: "set (hidden)".into(),
-                default: shown(default_inner),
-                key,
-            }),
+            // A key that proves identity to a third party, or signs for the server, is never
+            // printed, only whether it is set.
+            _ if (name.ends_with("_api_key") || name.ends_with("_secret")) && !inner.is_null() => {
+                rows.push(KeyRow {
+                    unit: "",
+                    value: "set (hidden)".into(),
+                    default: shown(default_inner),
+                    key,
+                })
+            }
             _ => rows.push(KeyRow {
                 unit: unit_of(name),
                 value: shown(Some(inner)),
