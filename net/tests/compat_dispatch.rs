@@ -30,7 +30,11 @@ fn the_originals_body_makes_a_dispatch() {
         json!({"name": "usain", "email": "usain@example.com", "phone": "555-555-5555",
                "group_ids": [1]}),
     );
-    admin_post(addr, "/api/v1/programs", json!({"name": "Peak", "message": "Reduce load"}));
+    admin_post(
+        addr,
+        "/api/v1/programs",
+        json!({"name": "Peak", "message": "Reduce load"}),
+    );
     admin_post(
         addr,
         "/api/v1/event-types",
@@ -83,7 +87,14 @@ fn the_originals_body_makes_a_dispatch() {
     let rows: &[Row] = &[
         (None, "POST", "/dispatch", Some("{"), 400, "invalid_json"),
         (None, "POST", "/dispatch", Some("[]"), 400, "invalid_json"),
-        (None, "POST", "/dispatch", Some(r#"{"program_id":1}"#), 400, "missing_field"),
+        (
+            None,
+            "POST",
+            "/dispatch",
+            Some(r#"{"program_id":1}"#),
+            400,
+            "missing_field",
+        ),
         (
             None,
             "POST",
@@ -120,7 +131,9 @@ fn the_originals_body_makes_a_dispatch() {
             None,
             "POST",
             "/dispatch",
-            Some(r#"{"start_time":"08/27/2019 21:04","end_time":"08/27/2019 20:04","program_id":1,"event_type_id":1}"#),
+            Some(
+                r#"{"start_time":"08/27/2019 21:04","end_time":"08/27/2019 20:04","program_id":1,"event_type_id":1}"#,
+            ),
             400,
             "invalid_field",
         ),
@@ -128,7 +141,9 @@ fn the_originals_body_makes_a_dispatch() {
             None,
             "POST",
             "/dispatch",
-            Some(r#"{"start_time":"08/27/2019 21:04","program_id":1,"program_id":1,"event_type_id":1}"#),
+            Some(
+                r#"{"start_time":"08/27/2019 21:04","program_id":1,"program_id":1,"event_type_id":1}"#,
+            ),
             400,
             "invalid_json",
         ),

@@ -15,7 +15,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{call, call_with_headers, check, check_table, head, login, sign_up, start, Row, ADMIN};
+use common::{
+    call, call_with_headers, check, check_table, head, login, sign_up, start, Row, ADMIN,
+};
 use serde_json::{json, Value};
 
 /// How long a dispatch may take to be `done` with the offline courier.
@@ -116,27 +118,123 @@ fn catalog_and_dispatch_errors_over_http() {
     let alice = login(addr, "alice@example.com");
     let (admin, user) = (Some(ADMIN), Some(alice.as_str()));
     admin_post(addr, "/api/v1/groups", &json!({"name": "ops"}), 201);
-    admin_post(addr, "/api/v1/programs", &json!({"name": "p", "message": "hi"}), 201);
+    admin_post(
+        addr,
+        "/api/v1/programs",
+        &json!({"name": "p", "message": "hi"}),
+        201,
+    );
     let event_type = json!({"name": "e", "group_ids": [1], "channels": ["email"]});
     admin_post(addr, "/api/v1/event-types", &event_type, 201);
     let rows: &[Row] = &[
         // Authentication before the body: no token, a bad one, a user's.
-        (None, "POST", "/api/v1/groups", Some("{"), 401, "unauthenticated"),
-        (Some("garbage"), "POST", "/api/v1/groups", Some("{"), 401, "unauthenticated"),
+        (
+            None,
+            "POST",
+            "/api/v1/groups",
+            Some("{"),
+            401,
+            "unauthenticated",
+        ),
+        (
+            Some("garbage"),
+            "POST",
+            "/api/v1/groups",
+            Some("{"),
+            401,
+            "unauthenticated",
+        ),
         (user, "POST", "/api/v1/groups", Some("{"), 403, "forbidden"),
-        (None, "GET", "/api/v1/contacts?limit=0", None, 401, "unauthenticated"),
+        (
+            None,
+            "GET",
+            "/api/v1/contacts?limit=0",
+            None,
+            401,
+            "unauthenticated",
+        ),
         (user, "GET", "/api/v1/notifications", None, 403, "forbidden"),
-        (user, "POST", "/api/v1/dispatches", Some("{}"), 403, "forbidden"),
-        (None, "GET", "/api/v1/dispatches/1", None, 401, "unauthenticated"),
-        (user, "GET", "/api/v1/dispatches/1/log", None, 403, "forbidden"),
+        (
+            user,
+            "POST",
+            "/api/v1/dispatches",
+            Some("{}"),
+            403,
+            "forbidden",
+        ),
+        (
+            None,
+            "GET",
+            "/api/v1/dispatches/1",
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            user,
+            "GET",
+            "/api/v1/dispatches/1/log",
+            None,
+            403,
+            "forbidden",
+        ),
         // The body.
-        (admin, "POST", "/api/v1/groups", Some("{"), 400, "invalid_json"),
-        (admin, "POST", "/api/v1/groups", Some("{}"), 400, "missing_field"),
-        (admin, "POST", "/api/v1/groups", Some(r#"{"name":""}"#), 400, "invalid_field"),
-        (admin, "POST", "/api/v1/groups", Some(r#"{"name":"a\u0001"}"#), 400, "invalid_field"),
-        (admin, "POST", "/api/v1/groups", Some(r#"{"name":"a","x":1}"#), 400, "unknown_field"),
-        (admin, "POST", "/api/v1/groups", Some(r#"{"name":"a","name":"b"}"#), 400, "invalid_json"),
-        (admin, "POST", "/api/v1/programs", Some(r#"{"name":"p"}"#), 400, "missing_field"),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some("{"),
+            400,
+            "invalid_json",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some("{}"),
+            400,
+            "missing_field",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name":""}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name":"a\u0001"}"#),
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name":"a","x":1}"#),
+            400,
+            "unknown_field",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/groups",
+            Some(r#"{"name":"a","name":"b"}"#),
+            400,
+            "invalid_json",
+        ),
+        (
+            admin,
+            "POST",
+            "/api/v1/programs",
+            Some(r#"{"name":"p"}"#),
+            400,
+            "missing_field",
+        ),
         (
             admin,
             "POST",
@@ -283,25 +381,107 @@ fn catalog_and_dispatch_errors_over_http() {
             400,
             "invalid_field",
         ),
-        (admin, "GET", "/api/v1/dispatches/999", None, 404, "not_found"),
-        (admin, "GET", "/api/v1/dispatches/abc", None, 404, "not_found"),
+        (
+            admin,
+            "GET",
+            "/api/v1/dispatches/999",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/dispatches/abc",
+            None,
+            404,
+            "not_found",
+        ),
         (admin, "GET", "/api/v1/dispatches/0", None, 404, "not_found"),
-        (admin, "GET", "/api/v1/dispatches/999/log", None, 404, "not_found"),
+        (
+            admin,
+            "GET",
+            "/api/v1/dispatches/999/log",
+            None,
+            404,
+            "not_found",
+        ),
         // Queries.
-        (admin, "GET", "/api/v1/notifications?status=lost", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?user_id=x", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?dispatch_id=-1", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?limit=501", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?cursor=zz", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?colour=red", None, 400, "unknown_field"),
-        (admin, "GET", "/api/v1/groups?limit=0", None, 400, "invalid_field"),
-        (admin, "GET", "/api/v1/notifications?dispatch_id=77", None, 200, ""),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?status=lost",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?user_id=x",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?dispatch_id=-1",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?limit=501",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?cursor=zz",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?colour=red",
+            None,
+            400,
+            "unknown_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/groups?limit=0",
+            None,
+            400,
+            "invalid_field",
+        ),
+        (
+            admin,
+            "GET",
+            "/api/v1/notifications?dispatch_id=77",
+            None,
+            200,
+            "",
+        ),
     ];
     check_table(addr, rows);
 
     // Refused requests changed nothing: one group, one program, one event type, no contact, no
     // dispatch.
-    let count = |path: &str| admin_get(addr, path)["items"].as_array().expect("items").len();
+    let count = |path: &str| {
+        admin_get(addr, path)["items"]
+            .as_array()
+            .expect("items")
+            .len()
+    };
     assert_eq!(count("/api/v1/groups"), 1);
     assert_eq!(count("/api/v1/programs"), 1);
     assert_eq!(count("/api/v1/event-types"), 1);
@@ -358,7 +538,10 @@ fn catalog_items_are_listed_in_pages() {
         admin_get(addr, "/api/v1/event-types")["items"],
         json!([event_type])
     );
-    assert_eq!(admin_get(addr, "/api/v1/programs")["items"], json!([program]));
+    assert_eq!(
+        admin_get(addr, "/api/v1/programs")["items"],
+        json!([program])
+    );
 }
 
 /// Polls `GET /api/v1/dispatches/{id}` until its status is `status`.
@@ -389,16 +572,18 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
     let both = contact(json!({"name": "both", "email": "both@example.com",
                               "phone": "555-555-5555", "group_ids": [ops], "user_id": 7}))
     .expect("id");
-    let hooked = contact(json!({"name": "hook", "webhook_url": hook.url, "group_ids": [sales],
-                                "user_id": 8}))
+    let hooked = contact(
+        json!({"name": "hook", "webhook_url": hook.url, "group_ids": [sales],
+                                "user_id": 8}),
+    )
     .expect("id");
     let twice = contact(json!({"name": "twice", "email": "twice@example.com",
                                "group_ids": [ops, sales]}))
     .expect("id");
     let sms = contact(json!({"name": "sms", "phone": "+44 20 7946 0000", "group_ids": [ops]}))
         .expect("id");
-    let outsider = contact(json!({"name": "none", "email": "out@example.com", "group_ids": []}))
-        .expect("id");
+    let outsider =
+        contact(json!({"name": "none", "email": "out@example.com", "group_ids": []})).expect("id");
     let event_type = admin_post(
         addr,
         "/api/v1/event-types",
@@ -423,7 +608,10 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
         201,
     );
     assert_eq!(created["status"], "sending", "{created}");
-    assert_eq!(created["recipients"], 4, "each contact once, the outsider not");
+    assert_eq!(
+        created["recipients"], 4,
+        "each contact once, the outsider not"
+    );
     let id = created["id"].as_u64().expect("id");
 
     let dispatch = until_status(addr, id, "done");
@@ -442,8 +630,14 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
         dispatch["counts"],
         json!({"queued": 0, "failed": 0, "sent": 5, "dead": 0})
     );
-    assert_eq!(dispatch["program"], json!({"id": program, "name": "Reduce load"}));
-    assert_eq!(dispatch["event_type"], json!({"id": event_type, "name": "outage"}));
+    assert_eq!(
+        dispatch["program"],
+        json!({"id": program, "name": "Reduce load"})
+    );
+    assert_eq!(
+        dispatch["event_type"],
+        json!({"id": event_type, "name": "outage"})
+    );
     assert_eq!(dispatch["start_time"], "2020-01-01T00:00:00Z");
     assert_eq!(dispatch["end_time"], Value::Null);
     assert_eq!(dispatch["condition"], Value::Null);
@@ -531,14 +725,26 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
     assert!(of_user(9).is_empty());
 
     // The log: text by default, one line per entry with its time; JSON on request.
-    let text = call(addr, "GET", &format!("/api/v1/dispatches/{id}/log"), Some(ADMIN), None);
+    let text = call(
+        addr,
+        "GET",
+        &format!("/api/v1/dispatches/{id}/log"),
+        Some(ADMIN),
+        None,
+    );
     check(&text, 200, None);
-    assert_eq!(text.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     let text = text.text();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].contains("Transaction for Dispatch: "), "{text}");
     assert!(lines[0].contains("Program: Reduce load"), "{text}");
-    assert!(lines.last().expect("a line").ends_with("Status: done"), "{text}");
+    assert!(
+        lines.last().expect("a line").ends_with("Status: done"),
+        "{text}"
+    );
     let bearer = format!("Bearer {ADMIN}");
     let logged = call_with_headers(
         addr,
@@ -616,7 +822,9 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
     let everything = all_pages(addr, "/api/v1/notifications", "items", "next_cursor");
     let mut by_dispatch: BTreeMap<u64, usize> = BTreeMap::new();
     for note in &everything {
-        *by_dispatch.entry(note["dispatch_id"].as_u64().expect("id")).or_default() += 1;
+        *by_dispatch
+            .entry(note["dispatch_id"].as_u64().expect("id"))
+            .or_default() += 1;
     }
     assert_eq!(by_dispatch.values().sum::<usize>(), 10, "{by_dispatch:?}");
 }
