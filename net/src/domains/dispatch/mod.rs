@@ -207,7 +207,7 @@ fn admin_op(op: Op) -> Op {
 // ---- The catalog ----------------------------------------------------------------------------
 
 /// What the document says of one catalog item kind.
-struct Kind {
+struct ItemDoc {
     /// `Program`, `EventType`, ... (operation ids).
     id: &'static str,
     /// `program`, `event type`, ...
@@ -218,14 +218,14 @@ struct Kind {
     names_groups: bool,
 }
 
-const PROGRAM: Kind = Kind {
+const PROGRAM: ItemDoc = ItemDoc {
     id: "Program",
     noun: "program",
     invalid: "`name` empty, longer than 200 characters or with control characters; `message` \
               empty or longer than 1600 characters",
     names_groups: false,
 };
-const EVENT_TYPE: Kind = Kind {
+const EVENT_TYPE: ItemDoc = ItemDoc {
     id: "EventType",
     noun: "event type",
     invalid: "`name` empty, longer than 200 characters or with control characters; \
@@ -233,13 +233,13 @@ const EVENT_TYPE: Kind = Kind {
               twice, or naming other than sms, email, webhook",
     names_groups: true,
 };
-const GROUP: Kind = Kind {
+const GROUP: ItemDoc = ItemDoc {
     id: "Group",
     noun: "group",
     invalid: "`name` empty, longer than 200 characters or with control characters",
     names_groups: false,
 };
-const CONTACT: Kind = Kind {
+const CONTACT: ItemDoc = ItemDoc {
     id: "Contact",
     noun: "contact",
     invalid: "`name` empty, longer than 200 characters or with control characters; `email` \
@@ -249,7 +249,7 @@ const CONTACT: Kind = Kind {
     names_groups: true,
 };
 
-fn add_item_doc<Request: ToSchema, Body: ToSchema>(kind: &Kind) -> Op {
+fn add_item_doc<Request: ToSchema, Body: ToSchema>(kind: &ItemDoc) -> Op {
     let mut op = admin_op(
         Op::new(&format!("add{}", kind.id), "dispatch")
             .summary(&format!("Add a {}", kind.noun))
@@ -272,7 +272,7 @@ fn add_item_doc<Request: ToSchema, Body: ToSchema>(kind: &Kind) -> Op {
     op.api()
 }
 
-fn list_items_doc<Page: ToSchema>(kind: &Kind) -> Op {
+fn list_items_doc<Page: ToSchema>(kind: &ItemDoc) -> Op {
     admin_op(
         Op::new(&format!("list{}s", kind.id), "dispatch")
             .summary(&format!("List {}s", kind.noun))

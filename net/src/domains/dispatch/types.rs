@@ -394,9 +394,6 @@ impl From<OpName> for Op {
     }
 }
 
-/// The pattern of a condition's `value`: up to 12 integer digits and 6 decimals.
-pub const CONDITION_VALUE_PATTERN: &str = r"^[0-9]{1,12}(\.[0-9]{1,6})?$";
-
 /// `signal op value`: the dispatch sends once it holds (at or after its start time).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
