@@ -52,7 +52,11 @@ fn defaults_match_api_md() {
     assert_eq!(market.rate_limit_per_minute, 60);
     assert_eq!(market.max_price_age_seconds, 300);
     assert_eq!(market.price_source, "simulated");
-    assert_eq!(config.notify.max_attempts, 8);
+    let notify = config
+        .engine_config()
+        .section::<switchyard_engine::dispatch::NotifyConfig>()
+        .clone();
+    assert_eq!(notify.max_attempts, 8);
     assert_eq!(config.server.listen, "127.0.0.1:8080");
     assert_eq!(config.server.data_dir, PathBuf::from("data/state"));
     assert_eq!(config.server.worker_threads, 1);
@@ -317,6 +321,7 @@ fn describe_hides_api_keys() {
     let config = build(&[
         "social.hunter_api_key=hk-secret-1",
         "social.clearbit_api_key=cb-secret-2",
+        "notify.webhook_secret=wh-secret-3",
     ])
     .expect("valid");
     let rows = config.describe(&crate::domains::config_sections());
@@ -332,6 +337,11 @@ fn describe_hides_api_keys() {
         .find(|row| row.key == "social.hunter_api_key")
         .expect("listed");
     assert_eq!(hunter.value, "set (hidden)");
+    let webhook = rows
+        .iter()
+        .find(|row| row.key == "notify.webhook_secret")
+        .expect("listed");
+    assert_eq!(webhook.value, "set (hidden)");
     let port = rows
         .iter()
         .find(|row| row.key == "server.listen")
