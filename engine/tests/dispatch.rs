@@ -280,6 +280,12 @@ async fn a_dispatch_reaches_every_recipient_once_on_each_channel() {
     let accepted = provider.accepted.lock().unwrap().clone();
     assert_eq!(accepted.len() as u64, expected);
     assert_eq!(*provider.duplicates.lock().unwrap(), 0);
+    let totals = engine.dispatch().totals().await.unwrap();
+    assert_eq!(totals.notifications, [0, 0, expected, 0]);
+    assert_eq!(
+        (totals.dispatches, totals.possible_duplicates),
+        ([0, 0, 0, 1], 0)
+    );
     // Pages of 7 list each notification once, ascending; filters agree with the counts.
     let notes = all_notes(&engine, NoteFilter::default(), 7).await;
     assert_eq!(notes.len() as u64, expected);

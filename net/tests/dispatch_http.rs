@@ -630,6 +630,19 @@ fn a_dispatch_notifies_every_contact_on_every_channel_it_has() {
         dispatch["counts"],
         json!({"queued": 0, "failed": 0, "sent": 5, "dead": 0})
     );
+    // /metrics adds every dispatch up (this server has run only this one so far).
+    let metrics = call(addr, "GET", "/metrics", None, None).text();
+    for line in [
+        "switchyard_notifications{status=\"sent\"} 5",
+        "switchyard_notifications{status=\"dead\"} 0",
+        "switchyard_dispatches{status=\"done\"} 1",
+        "switchyard_notification_possible_duplicates 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
     assert_eq!(
         dispatch["program"],
         json!({"id": program, "name": "Reduce load"})

@@ -89,6 +89,31 @@ pub struct Summary {
     pub counts: [u64; 4],
     /// The condition it waits for, while it does.
     pub waiting: Option<Condition>,
+    /// Notifications re-sent after a restart found them claimed without an outcome.
+    pub possible_duplicates: u64,
+}
+
+/// Every dispatch's counts added up (for `/metrics`; derived, kept by `apply`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Dispatches by status: scheduled, waiting_condition, sending, done.
+    pub dispatches: [u64; 4],
+    /// Notifications by status: queued, failed, sent, dead.
+    pub notifications: [u64; 4],
+    pub possible_duplicates: u64,
+}
+
+impl Totals {
+    fn add(&mut self, summary: &Summary, sign: i64) {
+        let step = |value: &mut u64, by: u64| {
+            *value = if sign > 0 { *value + by } else { value.saturating_sub(by) };
+        };
+        step(&mut self.dispatches[summary.status as usize], 1);
+        for (total, count) in self.notifications.iter_mut().zip(summary.counts) {
+            step(total, count);
+        }
+        step(&mut self.possible_duplicates, summary.possible_duplicates);
+    }
 }
 
 /// Which item list a command is about.
@@ -130,6 +155,8 @@ pub enum CatalogCommand {
     ContactsOf { user_id: u64 },
     /// The dispatches waiting for a condition.
     Waiting,
+    /// Every dispatch's counts added up.
+    Totals,
 }
 
 pub enum CatalogReply {
@@ -140,6 +167,7 @@ pub enum CatalogReply {
     Summaries(Vec<Summary>),
     Contacts(Vec<u64>),
     Waiting(Vec<(u64, Condition)>),
+    Totals(Totals),
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +183,7 @@ pub struct Catalog {
     by_user: BTreeMap<u64, Vec<u64>>,
     /// Dispatches waiting for a condition (derived from their summaries).
     waiting: BTreeMap<u64, Condition>,
+    totals: Totals,
 }
 
 const PROGRAMS: &[u8] = b"p";
@@ -365,6 +394,7 @@ impl Catalog {
             contacts_through: spec.contacts_through,
             counts: [0; 4],
             waiting: condition.filter(|_| status == Status::WaitingCondition),
+            possible_duplicates: 0,
         };
         let mut events = vec![
             (ctx.key, Event::new(DispatchEvent::Summarized(summary))),
@@ -436,6 +466,10 @@ impl Entity for Catalog {
             .values()
             .filter_map(|summary| summary.waiting.map(|c| (summary.id, c)))
             .collect();
+        let summaries: Vec<Summary> = catalog.dispatches.values().cloned().collect();
+        for summary in &summaries {
+            catalog.totals.add(summary, 1);
+        }
         Ok(catalog)
     }
 
@@ -474,6 +508,7 @@ impl Entity for Catalog {
             CatalogCommand::ContactsOf { user_id } => CatalogReply::Contacts(
                 self.by_user.get(&user_id).cloned().unwrap_or_default(),
             ),
+            CatalogCommand::Totals => CatalogReply::Totals(self.totals),
             CatalogCommand::Waiting => {
                 CatalogReply::Waiting(self.waiting.iter().map(|(id, c)| (*id, *c)).collect())
             }
@@ -504,6 +539,10 @@ impl Entity for Catalog {
                     Some(condition) => self.waiting.insert(summary.id, condition),
                     None => self.waiting.remove(&summary.id),
                 };
+                if let Some(old) = self.dispatches.get(&summary.id).cloned() {
+                    self.totals.add(&old, -1);
+                }
+                self.totals.add(summary, 1);
                 self.dispatches.insert_or_assign(summary.id, summary.clone());
             }
             _ => {}

@@ -27,6 +27,7 @@ pub mod config;
 pub mod courier;
 pub mod delivery;
 pub mod job;
+pub mod model;
 mod signal;
 
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{ActorKey, Domain, DomainEvent, Kind, Registry};
 use crate::Page;
 
-pub use catalog::{Contact, EventType, Group, Item, ItemKind, Program, Summary};
+pub use catalog::{Contact, EventType, Group, Item, ItemKind, Program, Summary, Totals};
 pub use config::NotifyConfig;
 pub use courier::{Channel, Courier, Message, OfflineCourier, Outcome};
 pub use job::{Condition, Fired, LogLine, NoteStatus, Notification, Op, Status, View};
@@ -355,6 +356,16 @@ impl Dispatch<'_> {
             .await?
         {
             catalog::CatalogReply::Dispatched { id, status, recipients } => Ok(Created { id, status, recipients }),
+            _ => Err(catalog::CatalogReply::unexpected()),
+        }
+    }
+
+    /// Every dispatch's counts added up (dispatches and notifications by status, possible
+    /// duplicates): kept by the catalog as dispatches record, so a scrape costs the same
+    /// however many there are.
+    pub async fn totals(&self) -> Result<Totals> {
+        match self.catalog(catalog::CatalogCommand::Totals).await? {
+            catalog::CatalogReply::Totals(totals) => Ok(totals),
             _ => Err(catalog::CatalogReply::unexpected()),
         }
     }

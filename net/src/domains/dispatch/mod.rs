@@ -28,6 +28,7 @@
 //! courier); a request refused here changed nothing (the engine validates before it decides).
 
 pub mod compat;
+mod metrics;
 pub mod types;
 
 use std::sync::Arc;
@@ -60,9 +61,7 @@ pub const DOMAIN: HttpDomain = HttpDomain {
     name: "dispatch",
     routes,
     describe,
-    // No lines of its own yet: the engine keeps per-dispatch counts only, and a scrape must not
-    // walk every dispatch. See the report of issue 15 (a running total kept by the catalog).
-    metrics: HttpDomain::no_metrics,
+    metrics: metrics::metrics,
     effects: pools,
     config: Some(crate::config::section::<NotifyConfig>()),
     compat: Some(compat::SET),
