@@ -2,9 +2,10 @@
 //! `runtime::effects`):
 //! - `notify.fanout` (one worker): pages a dispatch's recipients from the catalog, `batch_size`
 //!   contacts at a time, and records the page with the dispatch, which makes its notifications
-//!   and asks for their `notify.batch` effect (and for the next page while fewer than
+//!   and asks for their batches' effects, one per channel (and for the next page while fewer than
 //!   `notify.batches_in_flight` batches are open).
-//! - `notify.batch` (`notify.workers` workers): claims the batch's due notifications (a durable
+//! - `notify.sms`, `notify.email`, `notify.webhook` (a pool of `notify.workers` workers each, so
+//!   a slow provider holds up only its own channel): claims the batch's due notifications (a durable
 //!   record, before anything is sent), hands them to the [`Courier`] in one call, records the
 //!   outcomes, and comes back when the next retry is due (the effect's retry time).
 //!
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use super::catalog::{Catalog, CatalogCommand, CatalogReply};
 use super::courier::Courier;
 use super::job::{Job, JobCommand, JobReply};
-use super::{NotifyConfig, BATCH_EFFECT, FANOUT_EFFECT};
+use super::courier::Channel;
+use super::{batch_kind, NotifyConfig, FANOUT_EFFECT};
 use crate::clock::Millis;
 use crate::runtime::effects::{EffectContext, EffectHandler, EffectOutcome, EffectPool};
 use crate::runtime::outbox::Effect;
@@ -32,13 +34,17 @@ pub fn pools(config: &NotifyConfig, courier: Arc<dyn Courier>) -> Vec<EffectPool
             workers: 1,
             queue_depth_max: config.queue_depth_max,
         },
-        EffectPool {
-            kind: BATCH_EFFECT.into(),
-            handler: Arc::new(Deliver { courier }),
-            workers: config.workers,
-            queue_depth_max: config.queue_depth_max,
-        },
     ]
+    .into_iter()
+    .chain(Channel::ALL.into_iter().map(|channel| EffectPool {
+        kind: batch_kind(channel).into(),
+        handler: Arc::new(Deliver {
+            courier: courier.clone(),
+        }),
+        workers: config.workers,
+        queue_depth_max: config.queue_depth_max,
+    }))
+    .collect()
 }
 
 fn retry(error: impl std::fmt::Display) -> EffectOutcome {

@@ -4,7 +4,7 @@
 //! Life: `scheduled` (a durable timer at the start time) → `waiting_condition` (when it has a
 //! condition that does not hold yet; the signal watcher tells it each new quote; at its end time
 //! it stops waiting) → `sending` (recipients paged in by `notify.fanout` effects, delivered by
-//! `notify.batch` effects, at most `notify.batches_in_flight` batches open) → `done` (every
+//! `notify.sms`, `notify.email` and `notify.webhook` effects, one batch per channel and page, at most `notify.batches_in_flight` batches open) → `done` (every
 //! notification sent or dead, or the end came before the condition held).
 //!
 //! Notifications: one per (recipient, channel of the event type) on which the contact has an
@@ -34,7 +34,7 @@ use super::catalog::{self, Contact, Summary};
 pub use super::model::*;
 use super::model::{describe_created, describe_fired, fired_by};
 use super::courier::{Channel, Message, Outcome};
-use super::{DispatchEvent, NotifyConfig, BATCH_EFFECT, DISPATCH, NOTIFICATIONS_PER_DISPATCH};
+use super::{DispatchEvent, NotifyConfig, DISPATCH, NOTIFICATIONS_PER_DISPATCH};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::market::Quote;
@@ -76,6 +76,8 @@ pub struct Job {
     /// Derived indexes: notifications by status and by user.
     by_status: [BTreeSet<u64>; 4],
     by_user: BTreeMap<u64, BTreeSet<u64>>,
+    /// Contact → its notifications (derived; failover looks for one already sent).
+    by_contact: std::collections::HashMap<u64, Vec<u64>>,
     header_dirty: bool,
 }
 
@@ -219,13 +221,11 @@ impl Job {
             .map(|step| channels[(at + step) % channels.len()])
             .filter(|channel| given_up & (1 << *channel as u8) == 0)
             .filter(|channel| {
-                // A contact's notifications have consecutive ids (made together at fan-out).
-                let near = note.id.saturating_sub(Channel::ALL.len() as u64)
-                    ..=note.id + Channel::ALL.len() as u64;
-                !self.notes.range(near).any(|(_, other)| {
-                    other.contact_id == note.contact_id
-                        && other.channel == *channel
-                        && other.status == NoteStatus::Sent
+                let own = self.by_contact.get(&note.contact_id);
+                !own.into_iter().flatten().any(|id| {
+                    self.notes.get(id).is_some_and(|other| {
+                        other.channel == *channel && other.status == NoteStatus::Sent
+                    })
                 })
             })
             .find_map(|channel| contact.address(channel).map(|to| (channel, to.to_string())))
@@ -365,18 +365,19 @@ impl Job {
         }
         let config = ctx.config.section::<NotifyConfig>();
         let complete = contacts.len() < page_size;
-        let batch = header.batches.keys().next_back().map_or(0, |b| b + 1);
+        // One batch per channel (so each channel's pool carries its own, and a slow provider
+        // holds up only its channel); a batch's notifications have consecutive ids.
+        let mut batch = header.batches.keys().next_back().map_or(0, |b| b + 1);
         let mut next = self.notes.iter().next_back().map_or(
             header.spec.id * NOTIFICATIONS_PER_DISPATCH + 1,
             |(id, _)| id + 1,
         );
         let mut notes = Vec::new();
-        let mut unreachable = 0u64;
-        for contact in &contacts {
-            let mut reached = false;
-            for channel in &header.spec.event_type.channels {
+        let mut batches = Vec::new();
+        for channel in &header.spec.event_type.channels {
+            let first = next;
+            for contact in &contacts {
                 if let Some(to) = contact.address(*channel) {
-                    reached = true;
                     notes.push(Notification {
                         id: next,
                         dispatch_id: header.spec.id,
@@ -398,16 +399,30 @@ impl Job {
                     next += 1;
                 }
             }
-            unreachable += u64::from(!reached);
+            if next > first {
+                batches.push((batch, *channel, first, next - 1));
+                batch += 1;
+            }
         }
+        let unreachable = contacts
+            .iter()
+            .filter(|contact| {
+                header
+                    .spec
+                    .event_type
+                    .channels
+                    .iter()
+                    .all(|channel| contact.address(*channel).is_none())
+            })
+            .count() as u64;
         let after = contacts.last().map_or(header.fanout_after, |c| c.id);
-        let has_batch = !notes.is_empty();
-        let open_after = header.open.len() + usize::from(has_batch);
+        let has_batch = !batches.is_empty();
+        let open_after = header.open.len() + batches.len();
         let ask_next = !complete && open_after < config.batches_in_flight;
         let done = complete && open_after == 0;
         let mut events = vec![];
-        if has_batch {
-            events.push(outbox::effect(batch_effect(header.spec.id, batch)));
+        for (batch, channel, _, _) in &batches {
+            events.push(outbox::effect(batch_effect(header.spec.id, *batch, *channel)));
         }
         if ask_next {
             events.push(outbox::effect(catalog::fanout_effect(header.spec.id, seq + 1)));
@@ -439,7 +454,7 @@ impl Job {
                     after,
                     contacts,
                     notes,
-                    batch,
+                    batches,
                     complete,
                     asked_next: ask_next,
                     unreachable,
@@ -533,13 +548,16 @@ impl Job {
         if let Some(user) = note.user_id {
             self.by_user.entry(user).or_default().insert(note.id);
         }
+        if old.is_none() {
+            self.by_contact.entry(note.contact_id).or_default().push(note.id);
+        }
     }
 }
 
 /// The effect that delivers batch `batch` of dispatch `id` (see `delivery`).
-pub(crate) fn batch_effect(id: u64, batch: u32) -> Effect {
+pub(crate) fn batch_effect(id: u64, batch: u32, channel: Channel) -> Effect {
     Effect {
-        kind: BATCH_EFFECT.into(),
+        kind: super::batch_kind(channel).into(),
         key: format!("dispatch-{id}-batch-{batch}"),
         payload: crate::codec::encode(&(id, batch)),
     }
@@ -777,7 +795,7 @@ impl Entity for Job {
                 after,
                 contacts,
                 notes,
-                batch,
+                batches,
                 complete,
                 asked_next,
                 unreachable,
@@ -789,11 +807,11 @@ impl Entity for Job {
                 header.fanout_after = *after;
                 header.fanout_complete = *complete;
                 header.fanout_asked = *asked_next;
-                if let (Some(first), Some(last)) = (notes.first(), notes.last()) {
-                    header.batches.insert(*batch, (first.id, last.id));
+                for (batch, _, first, last) in batches {
+                    header.batches.insert(*batch, (*first, *last));
                     header.open.insert(*batch);
-                    header.counts[NoteStatus::Queued.index()] += notes.len() as u64;
                 }
+                header.counts[NoteStatus::Queued.index()] += notes.len() as u64;
                 if *done {
                     header.status = Status::Done;
                 }
@@ -805,10 +823,17 @@ impl Entity for Job {
                     self.notes.insert_or_assign(note.id, note.clone());
                     self.index(note, None);
                 }
+                let named: Vec<String> = batches
+                    .iter()
+                    .map(|(batch, channel, first, last)| {
+                        format!("batch {batch}: {} {}", last - first + 1, channel.name())
+                    })
+                    .collect();
                 let mut line = format!(
-                    "Fan-out page {seq}: {} recipients, {} notifications (batch {batch})",
+                    "Fan-out page {seq}: {} recipients, {} notifications ({})",
                     contacts.len(),
-                    notes.len()
+                    notes.len(),
+                    named.join(", ")
                 );
                 if *unreachable > 0 {
                     line.push_str(&format!(

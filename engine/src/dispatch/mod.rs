@@ -8,8 +8,9 @@
 //! - [`job::Job`] (one per dispatch): its status, notifications and transaction log.
 //!
 //! # Effects (see [`delivery`])
-//! `notify.fanout` pages recipients into notifications; `notify.batch` carries a batch of
-//! notifications through the courier. Both are outbox effects: they run only after the record
+//! `notify.fanout` pages recipients into notifications; `notify.sms`, `notify.email` and
+//! `notify.webhook` carry a batch of their channel's notifications through the courier, each
+//! kind on its own worker pool. Both are outbox effects: they run only after the record
 //! that asked for them is durable, and again after a crash until they complete.
 //!
 //! # Signal
@@ -50,9 +51,17 @@ pub const CATALOG: Kind = Kind::new(10);
 /// Dispatches (id = the dispatch's id).
 pub const DISPATCH: Kind = Kind::new(11);
 
-/// The effect kinds (see [`delivery`]).
+/// The effect kinds (see [`delivery`]): the fan-out, and one per channel for its batches.
 pub const FANOUT_EFFECT: &str = "notify.fanout";
-pub const BATCH_EFFECT: &str = "notify.batch";
+
+/// The effect kind (and worker pool) of `channel`'s batches.
+pub fn batch_kind(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "notify.sms",
+        Channel::Email => "notify.email",
+        Channel::Webhook => "notify.webhook",
+    }
+}
 
 /// A notification's id is `dispatch id · this + n`, n from 1: readable, and below 2^53 (exact
 /// in any JSON reader) for every dispatch id up to `notify.dispatches_max`'s ceiling.
@@ -78,7 +87,7 @@ impl Domain for DispatchDomain {
     fn opened(&self, engine: &crate::Engine) -> Result<()> {
         // Only with delivery pools: an engine opened without them (a test of another domain)
         // runs no dispatch.
-        if !engine.shared().effects.has_pool(BATCH_EFFECT) {
+        if !engine.shared().effects.has_pool(batch_kind(Channel::Webhook)) {
             return Ok(());
         }
         signal::spawn(engine, engine.config().section::<NotifyConfig>().signal_check_ms)
@@ -104,13 +113,14 @@ pub enum DispatchEvent {
     Waiting { at_ms: Millis },
     /// Dispatch: its end came while it waited for its condition.
     Expired { at_ms: Millis },
-    /// Dispatch: fan-out page `seq` made these notifications as batch `batch`.
+    /// Dispatch: fan-out page `seq` made these notifications, in `batches` (number, channel,
+    /// first and last notification id).
     Expanded {
         seq: u32,
         after: u64,
         contacts: Vec<Contact>,
         notes: Vec<Notification>,
-        batch: u32,
+        batches: Vec<(u32, Channel, u64, u64)>,
         complete: bool,
         asked_next: bool,
         unreachable: u64,

@@ -18,7 +18,7 @@
 //! or query; a valid user login token is 403 (a user is known but may not do this). Then the
 //! query, then the body.
 //!
-//! Effects: the engine's `notify.fanout` and `notify.batch` pools ([`pools`]), delivering
+//! Effects: the engine's `notify.fanout` pool and one pool per channel (`notify.sms`, `notify.email`, `notify.webhook`) ([`pools`]), delivering
 //! through the [`courier`] built from `[notify]`.
 //!
 //! [`compat`]: the original's `POST /dispatch`, the set `--compat dispatch`.
@@ -154,7 +154,7 @@ fn courier(config: &NotifyConfig) -> Result<Arc<dyn Courier>, Error> {
     crate::notify::courier(config)
 }
 
-/// The `notify.fanout` and `notify.batch` pools, delivering through [`courier`].
+/// The `notify.fanout` pool and the three channel pools, delivering through [`courier`].
 fn pools(config: &EngineConfig) -> Result<Vec<EffectPool>, Error> {
     let notify = config.section::<NotifyConfig>();
     Ok(delivery::pools(notify, courier(notify)?))
