@@ -6,7 +6,8 @@
 //! - a receiver that deduplicates by `webhook-id` (the idempotency key) delivered each once;
 //!   the deliveries it saw twice (what a non-deduplicating receiver would have delivered twice)
 //!   are reported, and are at most what the server counts as `possible_duplicates`, which is at
-//!   most what was in flight at the kill (`notify.batches_in_flight` × `notify.batch_size`).
+//!   most what was in flight at the kill (`notify.batches_in_flight` × `notify.batch_size`);
+//! - a dispatch waiting for its start time, and one waiting for its condition, still wait.
 //!
 //! `SWITCHYARD_SLOW_TESTS=1` runs more cycles.
 
@@ -203,6 +204,28 @@ fn cycle(seed: u64) {
     let id = created.json()["id"].as_u64().unwrap();
     assert_eq!(created.json()["recipients"], RECIPIENTS as u64);
 
+    // Two that wait through the kill: one for its start time, one for its condition.
+    let waiting = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({"program_id": program, "event_type_id": event_type});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let response = call(
+            addr,
+            "POST",
+            "/api/v1/dispatches",
+            Some(ADMIN),
+            Some(&body.to_string()),
+        );
+        check(&response, 201, None);
+        response.json()["id"].as_u64().unwrap()
+    };
+    let scheduled = waiting(serde_json::json!({"start_time": "2099-01-01T00:00:00Z"}));
+    let conditional = waiting(serde_json::json!({
+        "start_time": "2020-01-01T00:00:00Z",
+        "condition": {"signal": "btc_eur", "op": "<=", "value": "1"},
+    }));
+
     // Kill at a seeded point of the fan-out: after 10% to 70% of the deliveries.
     let kill_at = (RECIPIENTS as u64) * (10 + seed * 23 % 61) / 100;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -233,6 +256,11 @@ fn cycle(seed: u64) {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(books.unique(), RECIPIENTS, "every recipient delivered");
+    assert_eq!(dispatch_status(addr, scheduled)["status"], "scheduled");
+    assert_eq!(
+        dispatch_status(addr, conditional)["status"],
+        "waiting_condition"
+    );
     assert_eq!(
         sent(addr, id),
         RECIPIENTS,
