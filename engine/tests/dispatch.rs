@@ -298,6 +298,12 @@ async fn a_dispatch_reaches_every_recipient_once_on_each_channel() {
         ..NoteFilter::default()
     };
     assert_eq!(all_notes(&engine, sent, 500).await.len() as u64, expected);
+    // A dispatch id past the id space has no notifications (it once overflowed).
+    let beyond = NoteFilter {
+        dispatch_id: Some(u64::MAX),
+        ..NoteFilter::default()
+    };
+    assert!(all_notes(&engine, beyond, 5).await.is_empty());
     let dead = NoteFilter {
         status: Some(NoteStatus::Dead),
         ..NoteFilter::default()

@@ -151,6 +151,11 @@ impl DomainConfig for NotifyConfig {
                 return Err(format!("`{key}` must be at least 1"));
             }
         }
+        // Notification ids are `dispatch id · 10^8 + n`: below 2^53 (exact in any JSON reader)
+        // for every dispatch id up to this.
+        if self.dispatches_max > 90_000_000 {
+            return Err("`notify.dispatches_max` must be 1..=90000000".into());
+        }
         if self.retry_max_ms < self.retry_base_ms {
             return Err("`notify.retry_max_ms` must be at least `notify.retry_base_ms`".into());
         }

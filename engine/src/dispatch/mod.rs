@@ -415,7 +415,14 @@ impl Dispatch<'_> {
             _ => Err(catalog::CatalogReply::unexpected()),
         };
         if let Some(id) = filter.dispatch_id {
-            let from = after.max(id * NOTIFICATIONS_PER_DISPATCH);
+            // An id no dispatch can have (its notifications' ids would not fit) has none.
+            let Some(first) = id.checked_mul(NOTIFICATIONS_PER_DISPATCH) else {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            };
+            let from = after.max(first);
             let notes = match notes_of(id, from, limit + 1).await {
                 Ok(reply) => unwrap(reply)?,
                 Err(Error::NotFound(_)) => Vec::new(),
@@ -440,7 +447,7 @@ impl Dispatch<'_> {
             for summary in summaries {
                 if visited == DISPATCHES_PER_PAGE_MAX {
                     // Looked far enough: answer what was found, continue after this dispatch.
-                    let next = summary.id * NOTIFICATIONS_PER_DISPATCH;
+                    let next = summary.id.saturating_mul(NOTIFICATIONS_PER_DISPATCH);
                     return Ok(Page { items, next: Some(next) });
                 }
                 visited += 1;
@@ -452,7 +459,7 @@ impl Dispatch<'_> {
                 if matching == 0 {
                     continue;
                 }
-                let start = after.max(summary.id * NOTIFICATIONS_PER_DISPATCH);
+                let start = after.max(summary.id.saturating_mul(NOTIFICATIONS_PER_DISPATCH));
                 let want = limit + 1 - items.len();
                 items.extend(unwrap(notes_of(summary.id, start, want).await?)?);
                 if items.len() > limit {
