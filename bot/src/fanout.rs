@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct FanoutOptions {
     pub admin_token: String,
     pub server_pid: Option<u32>,
     pub probe_interval_ms: u64,
+    /// More paths to probe (GET, admin token) beside the dispatch itself.
+    pub probe_paths: Vec<String>,
     pub timeout: Duration,
 }
 
@@ -52,6 +54,8 @@ pub struct FanoutReport {
     pub probe_p99_ms: f64,
     pub probe_max_ms: f64,
     pub probes: u64,
+    /// The other probed paths: (path, p50, p99, max) in ms.
+    pub other_probes: Vec<(String, f64, f64, f64)>,
     pub server_peak_rss_kib: Option<u64>,
 }
 
@@ -64,7 +68,7 @@ impl FanoutReport {
              to done (every outcome recorded durably): {:.2} s = {:.0} notifications/s\n\
              receiver: {} distinct deliveries, {} redeliveries\n\
              API during the fan-out (GET /api/v1/dispatches/{{id}}, {} probes): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n\
-             server peak RSS: {}\n",
+             {}server peak RSS: {}\n",
             self.recipients,
             self.setup_seconds,
             self.to_last_delivery_seconds,
@@ -76,6 +80,12 @@ impl FanoutReport {
             self.probe_p50_ms,
             self.probe_p99_ms,
             self.probe_max_ms,
+            self.other_probes
+                .iter()
+                .map(|(path, p50, p99, max)| format!(
+                    "API during the fan-out (GET {path}): p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms\n"
+                ))
+                .collect::<String>(),
             self.server_peak_rss_kib
                 .map_or("unknown (give --server-pid)".to_string(), |kib| format!("{} MiB", kib / 1024)),
         )
@@ -251,10 +261,16 @@ pub async fn run(url: &str, options: &FanoutOptions) -> Result<FanoutReport, Str
     )
     .await?;
     let t0_ns = started.elapsed().as_nanos() as u64;
-    let done = Arc::new(AtomicBool::new(false));
     let mut histogram =
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
     let path = format!("/api/v1/dispatches/{id}?limit=1");
+    let mut others: Vec<(String, Histogram<u64>)> = Vec::new();
+    for other in &options.probe_paths {
+        others.push((
+            other.clone(),
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
+        ));
+    }
     let deadline = Instant::now() + Duration::from_secs(3_600);
     loop {
         let sent = Instant::now();
@@ -272,11 +288,26 @@ pub async fn run(url: &str, options: &FanoutOptions) -> Result<FanoutReport, Str
         }
         let view: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         if view["status"] == "done" {
-            done.store(true, Ordering::Relaxed);
             break;
         }
         if Instant::now() > deadline {
             return Err(format!("not done within an hour: {view}"));
+        }
+        for (other, histogram) in &mut others {
+            let sent = Instant::now();
+            let (status, bytes) = http
+                .send(Method::GET, other, Some(token), None)
+                .await
+                .map_err(|e| format!("GET {other}: {e}"))?;
+            if status >= 500 {
+                return Err(format!(
+                    "GET {other}: {status} {}",
+                    String::from_utf8_lossy(&bytes)
+                ));
+            }
+            histogram
+                .record((sent.elapsed().as_micros() as u64).max(1))
+                .ok();
         }
         tokio::time::sleep(Duration::from_millis(options.probe_interval_ms)).await;
     }
@@ -295,6 +326,18 @@ pub async fn run(url: &str, options: &FanoutOptions) -> Result<FanoutReport, Str
         probe_p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
         probe_max_ms: histogram.max() as f64 / 1000.0,
         probes: histogram.len(),
+        other_probes: others
+            .iter()
+            .map(|(path, h)| {
+                let ms = |v: u64| v as f64 / 1000.0;
+                (
+                    path.clone(),
+                    ms(h.value_at_quantile(0.5)),
+                    ms(h.value_at_quantile(0.99)),
+                    ms(h.max()),
+                )
+            })
+            .collect(),
         server_peak_rss_kib: options.server_pid.and_then(peak_rss_kib),
     })
 }

@@ -34,6 +34,9 @@ pub struct FanoutArgs {
     /// Milliseconds between two probes of the API during the fan-out.
     #[arg(long, default_value_t = 10)]
     pub probe_interval_ms: u64,
+    /// Another path to probe during the fan-out (GET with the admin token; repeatable).
+    #[arg(long = "probe-path")]
+    pub probe_paths: Vec<String>,
     /// Seconds allowed for one request.
     #[arg(long, default_value_t = 30)]
     pub timeout_seconds: u64,
@@ -56,6 +59,7 @@ pub fn run_fanout(args: &FanoutArgs) -> u8 {
         admin_token,
         server_pid: args.server_pid,
         probe_interval_ms: args.probe_interval_ms,
+        probe_paths: args.probe_paths.clone(),
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

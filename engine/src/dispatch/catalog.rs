@@ -11,6 +11,7 @@
 //! records (assignments, so replay may re-apply them).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -175,7 +176,9 @@ pub struct Catalog {
     programs: Chunked<u64, Program>,
     event_types: Chunked<u64, EventType>,
     groups: Chunked<u64, Group>,
-    contacts: Chunked<u64, Contact>,
+    /// Behind `Arc`s: written by the hundred thousand, and snapshotted off this thread
+    /// (`Chunked::save_later`).
+    contacts: Chunked<u64, Arc<Contact>>,
     dispatches: Chunked<u64, Summary>,
     /// Group → its contacts, ascending (derived).
     members: HashMap<u64, Vec<u64>>,
@@ -327,7 +330,7 @@ impl Catalog {
                 .contacts
                 .range(after + 1..)
                 .take(limit + 1)
-                .map(|(_, v)| Item::Contact(v.clone()))
+                .map(|(_, v)| Item::Contact(Contact::clone(v)))
                 .collect(),
         };
         crate::market::book::page_of(items, limit, Item::id)
@@ -453,11 +456,11 @@ impl Entity for Catalog {
             programs: Chunked::load(store, key, PROGRAMS)?,
             event_types: Chunked::load(store, key, EVENT_TYPES)?,
             groups: Chunked::load(store, key, GROUPS)?,
-            contacts: Chunked::load(store, key, CONTACTS)?,
+            contacts: load_contacts(store, key)?,
             dispatches: Chunked::load(store, key, DISPATCHES)?,
             ..Catalog::default()
         };
-        let contacts: Vec<Contact> = catalog.contacts.values().cloned().collect();
+        let contacts: Vec<Contact> = catalog.contacts.values().map(|c| Contact::clone(c)).collect();
         for contact in &contacts {
             catalog.index(contact);
         }
@@ -495,7 +498,7 @@ impl Entity for Catalog {
             } => CatalogReply::Recipients(
                 self.recipients(&group_ids, through, after, limit)
                     .into_iter()
-                    .filter_map(|id| self.contacts.get(&id).cloned())
+                    .filter_map(|id| self.contacts.get(&id).map(|c| Contact::clone(c)))
                     .collect(),
             ),
             CatalogCommand::Summaries { from, limit } => CatalogReply::Summaries(
@@ -529,7 +532,7 @@ impl Entity for Catalog {
                     self.groups.insert_or_assign(g.id, g.clone());
                 }
                 Item::Contact(c) => {
-                    if self.contacts.insert_or_assign(c.id, c.clone()).is_none() {
+                    if self.contacts.insert_or_assign(c.id, Arc::new(c.clone())).is_none() {
                         self.index(c);
                     }
                 }
@@ -553,9 +556,22 @@ impl Entity for Catalog {
         self.programs.save(key, PROGRAMS, batch);
         self.event_types.save(key, EVENT_TYPES, batch);
         self.groups.save(key, GROUPS, batch);
-        self.contacts.save(key, CONTACTS, batch);
+        self.contacts.save_later(key, CONTACTS, batch);
         self.dispatches.save(key, DISPATCHES, batch);
     }
+}
+
+/// The contacts of the catalog's snapshot (as `Chunked::save_later` writes them).
+fn load_contacts(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Contact>>> {
+    let mut chunks = Vec::new();
+    for (name, entries) in store.scan_sub::<Vec<(u64, Contact)>>(key, CONTACTS)? {
+        let chunk: [u8; 4] = name.as_slice().try_into().map_err(|_| {
+            Error::Store(format!("{key:?}: a contacts chunk key of {} bytes", name.len()))
+        })?;
+        let entries = entries.into_iter().map(|(id, c)| (id, Arc::new(c))).collect();
+        chunks.push((u32::from_be_bytes(chunk), entries));
+    }
+    Chunked::from_chunks(key, CONTACTS, chunks)
 }
 
 /// The catalog's key.

@@ -27,6 +27,7 @@
 //! dispatch is `done` only when the fan-out is complete and no batch is open.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +58,9 @@ struct Header {
     /// Batches: number → its notifications' id range; open ones not finished.
     batches: BTreeMap<u32, (u64, u64)>,
     open: BTreeSet<u32>,
+    /// Batch → the notifications claimed for an attempt whose outcomes are not recorded yet
+    /// (kept here, not in the notifications, so a claim rewrites one key, not their chunks).
+    claimed: BTreeMap<u32, BTreeSet<u64>>,
     counts: [u64; 4],
     possible_duplicates: u64,
     log_omitted: u64,
@@ -70,8 +74,9 @@ pub type NoteUpdate = Notification;
 #[derive(Debug, Default)]
 pub struct Job {
     header: Option<Header>,
-    notes: Chunked<u64, Notification>,
-    contacts: Chunked<u64, Contact>,
+    /// Behind `Arc`s, so a checkpoint takes them without encoding on this thread
+    /// (`Chunked::save_later`): a large fan-out changes tens of thousands a second.
+    notes: Chunked<u64, Arc<Notification>>,
     log: Chunked<u32, LogLine>,
     /// Derived indexes: notifications by status and by user.
     by_status: [BTreeSet<u64>; 4],
@@ -153,7 +158,6 @@ pub struct View {
 
 const HEADER: &[u8] = b"h";
 const NOTES: &[u8] = b"n";
-const CONTACTS: &[u8] = b"c";
 const LOG: &[u8] = b"l";
 
 impl Job {
@@ -213,22 +217,26 @@ impl Job {
     /// The next channel to carry `note` after `via` gave up, if any: in the event type's order
     /// after `via`, wrapping; one on which the contact has an address, not given up, and whose
     /// own notification for this contact is not already sent.
+    ///
+    /// The contact has an address on a channel exactly when it has a notification of its own
+    /// there (fan-out makes one for each), which holds the address.
     fn failover(&self, header: &Header, note: &Notification, given_up: u8) -> Option<(Channel, String)> {
-        let contact = self.contacts.get(&note.contact_id)?;
+        let own: Vec<&Notification> = self
+            .by_contact
+            .get(&note.contact_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.notes.get(id).map(|n| &**n))
+            .collect();
         let channels = &header.spec.event_type.channels;
         let at = channels.iter().position(|c| *c == note.via)?;
         (1..channels.len())
             .map(|step| channels[(at + step) % channels.len()])
             .filter(|channel| given_up & (1 << *channel as u8) == 0)
-            .filter(|channel| {
-                let own = self.by_contact.get(&note.contact_id);
-                !own.into_iter().flatten().any(|id| {
-                    self.notes.get(id).is_some_and(|other| {
-                        other.channel == *channel && other.status == NoteStatus::Sent
-                    })
-                })
+            .find_map(|channel| {
+                let other = own.iter().find(|other| other.channel == channel)?;
+                (other.status != NoteStatus::Sent).then(|| (channel, other.to.clone()))
             })
-            .find_map(|channel| contact.address(channel).map(|to| (channel, to.to_string())))
     }
 
     fn decide_record(
@@ -243,11 +251,11 @@ impl Job {
         let mut counts = header.counts;
         for (id, outcome) in outcomes {
             let Some(old) = self.notes.get(&id) else { continue };
-            if old.status.is_final() || !old.in_flight || old.batch != batch {
+            let claimed = header.claimed.get(&batch).is_some_and(|ids| ids.contains(&id));
+            if old.status.is_final() || !claimed || old.batch != batch {
                 continue;
             }
-            let mut note = old.clone();
-            note.in_flight = false;
+            let mut note = Notification::clone(old);
             note.attempts += 1;
             note.via_attempts += 1;
             let give_up = match outcome {
@@ -312,7 +320,7 @@ impl Job {
             let note = updated
                 .get(id)
                 .copied()
-                .or_else(|| self.notes.get(id))?;
+                .or_else(|| self.notes.get(id).map(|n| &**n))?;
             (!note.status.is_final()).then_some(note.next_ms)
         };
         let next_due = (first..=last).filter_map(|id| pending_after(&id)).min();
@@ -393,7 +401,6 @@ impl Job {
                         next_ms: 0,
                         last_error: None,
                         outboxed: false,
-                        in_flight: false,
                         batch,
                     });
                     next += 1;
@@ -452,7 +459,7 @@ impl Job {
                 Event::new(DispatchEvent::Expanded {
                     seq,
                     after,
-                    contacts,
+                    recipients: contacts.len() as u64,
                     notes,
                     batches,
                     complete,
@@ -479,12 +486,13 @@ impl Job {
         let mut due = Vec::new();
         let mut later: Option<Millis> = None;
         let mut duplicates = 0u64;
+        let claimed = header.claimed.get(&batch);
         for (_, note) in self.notes.range(first..=last) {
             if note.status.is_final() {
                 continue;
             }
             if note.next_ms <= ctx.now_ms {
-                duplicates += u64::from(note.in_flight);
+                duplicates += u64::from(claimed.is_some_and(|ids| ids.contains(&note.id)));
                 due.push(note);
             } else {
                 later = Some(later.map_or(note.next_ms, |l: Millis| l.min(note.next_ms)));
@@ -554,6 +562,21 @@ impl Job {
     }
 }
 
+/// The notifications of a dispatch's snapshot (chunks of `(id, Notification)`, as
+/// `Chunked::save_later` writes them).
+fn load_notes(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Notification>>> {
+    let mut chunks = Vec::new();
+    for (name, entries) in store.scan_sub::<Vec<(u64, Notification)>>(key, NOTES)? {
+        let chunk: [u8; 4] = name
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Store(format!("{key:?}: a notifications chunk key of {} bytes", name.len())))?;
+        let entries = entries.into_iter().map(|(id, n)| (id, Arc::new(n))).collect();
+        chunks.push((u32::from_be_bytes(chunk), entries));
+    }
+    Chunked::from_chunks(key, NOTES, chunks)
+}
+
 /// The effect that delivers batch `batch` of dispatch `id` (see `delivery`).
 pub(crate) fn batch_effect(id: u64, batch: u32, channel: Channel) -> Effect {
     Effect {
@@ -573,12 +596,11 @@ impl Entity for Job {
         let key = ActorKey::new(DISPATCH, id);
         let mut job = Job {
             header: store.get::<Header>(key, HEADER)?,
-            notes: Chunked::load(store, key, NOTES)?,
-            contacts: Chunked::load(store, key, CONTACTS)?,
+            notes: load_notes(store, key)?,
             log: Chunked::load(store, key, LOG)?,
             ..Job::default()
         };
-        let notes: Vec<Notification> = job.notes.values().cloned().collect();
+        let notes: Vec<Notification> = job.notes.values().map(|n| Notification::clone(n)).collect();
         for note in &notes {
             job.index(note, None);
         }
@@ -616,7 +638,7 @@ impl Entity for Job {
                     .filter_map(|id| self.notes.get(id))
                     .filter(|note| user_id.is_none() || note.user_id == user_id)
                     .take(limit)
-                    .cloned()
+                    .map(|note| Notification::clone(note))
                     .collect();
                 Ok(Decision::read(JobReply::Notes(notes)))
             }
@@ -736,6 +758,7 @@ impl Entity for Job {
                     fanout_asked: *status == Status::Sending,
                     batches: BTreeMap::new(),
                     open: BTreeSet::new(),
+                    claimed: BTreeMap::new(),
                     counts: [0; 4],
                     possible_duplicates: 0,
                     log_omitted: 0,
@@ -793,7 +816,7 @@ impl Entity for Job {
             DispatchEvent::Expanded {
                 seq,
                 after,
-                contacts,
+                recipients,
                 notes,
                 batches,
                 complete,
@@ -816,11 +839,8 @@ impl Entity for Job {
                     header.status = Status::Done;
                 }
                 self.header_dirty = true;
-                for contact in contacts {
-                    self.contacts.insert_or_assign(contact.id, contact.clone());
-                }
                 for note in notes {
-                    self.notes.insert_or_assign(note.id, note.clone());
+                    self.notes.insert_or_assign(note.id, Arc::new(note.clone()));
                     self.index(note, None);
                 }
                 let named: Vec<String> = batches
@@ -830,8 +850,7 @@ impl Entity for Job {
                     })
                     .collect();
                 let mut line = format!(
-                    "Fan-out page {seq}: {} recipients, {} notifications ({})",
-                    contacts.len(),
+                    "Fan-out page {seq}: {recipients} recipients, {} notifications ({})",
                     notes.len(),
                     named.join(", ")
                 );
@@ -856,14 +875,8 @@ impl Entity for Job {
             } => {
                 let Some(header) = self.header.as_mut() else { return };
                 header.possible_duplicates += possible_duplicates;
+                header.claimed.insert(*batch, ids.iter().copied().collect());
                 self.header_dirty = true;
-                for id in ids {
-                    if let Some(note) = self.notes.get(id) {
-                        let mut note = note.clone();
-                        note.in_flight = true;
-                        self.notes.insert_or_assign(*id, note);
-                    }
-                }
                 let mut line = format!("Batch {batch}: {} attempts started", ids.len());
                 if *possible_duplicates > 0 {
                     line.push_str(&format!(
@@ -894,6 +907,14 @@ impl Entity for Job {
                         failovers.push(note.clone());
                     }
                 }
+                if let Some(claimed) = header.claimed.get_mut(batch) {
+                    for note in updates {
+                        claimed.remove(&note.id);
+                    }
+                    if claimed.is_empty() {
+                        header.claimed.remove(batch);
+                    }
+                }
                 if *finished {
                     header.open.remove(batch);
                 }
@@ -906,7 +927,7 @@ impl Entity for Job {
                 self.header_dirty = true;
                 for note in updates {
                     let old = self.notes.get(&note.id).map(|n| n.status);
-                    self.notes.insert_or_assign(note.id, note.clone());
+                    self.notes.insert_or_assign(note.id, Arc::new(note.clone()));
                     self.index(note, old);
                 }
                 self.log(
@@ -958,8 +979,7 @@ impl Entity for Job {
                 batch.put(key, HEADER, header);
             }
         }
-        self.notes.save(key, NOTES, batch);
-        self.contacts.save(key, CONTACTS, batch);
+        self.notes.save_later(key, NOTES, batch);
         self.log.save(key, LOG, batch);
     }
 }

@@ -118,7 +118,8 @@ pub enum DispatchEvent {
     Expanded {
         seq: u32,
         after: u64,
-        contacts: Vec<Contact>,
+        /// Contacts on the page.
+        recipients: u64,
         notes: Vec<Notification>,
         batches: Vec<(u32, Channel, u64, u64)>,
         complete: bool,

@@ -210,8 +210,6 @@ pub struct Notification {
     pub last_error: Option<String>,
     /// Kept in the outbox only (no provider configured for `via`).
     pub outboxed: bool,
-    /// Claimed for an attempt whose outcome is not recorded yet.
-    pub in_flight: bool,
     pub batch: u32,
 }
 
