@@ -37,6 +37,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod fanout;
 pub mod load;
 pub mod market;
 pub mod progress;

@@ -69,7 +69,7 @@ macro_rules! domains {
     };
 }
 
-domains!(demo, social, work, market);
+domains!(demo, social, work, market, dispatch);
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

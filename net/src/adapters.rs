@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, StatusCode};
+use hyper::{HeaderMap, Request, StatusCode};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use rustls::RootCertStore;
@@ -170,6 +170,59 @@ impl AdapterClient {
                 .map_err(|e| AdapterFailure(format!("body failed: {e}")))?
                 .to_bytes();
             Ok((status, body))
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .map_err(|_| AdapterFailure(format!("no answer within {} ms", timeout.as_millis())))?
+    }
+}
+
+/// An answer read by [`AdapterClient::send`]: its status, its headers, and at most the first
+/// `body_bytes_max` bytes of its body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl AdapterClient {
+    /// Sends `request`; the answer with at most `body_bytes_max` bytes of its body (the rest is
+    /// never read, and the connection is then closed rather than pooled), or why there is none
+    /// within `timeout`. The whole call (connect, write, status, headers, body) is inside
+    /// `timeout`, so a peer that reads or answers slowly cannot hold the caller longer.
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+        body_bytes_max: usize,
+    ) -> Result<Reply, AdapterFailure> {
+        let call = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| AdapterFailure(format!("request failed: {}", with_sources(&e))))?;
+            let (parts, mut body) = response.into_parts();
+            let mut kept = Vec::new();
+            while kept.len() < body_bytes_max {
+                let Some(frame) = body.frame().await else {
+                    break;
+                };
+                // A body cut short after the status is still an answer: keep what came.
+                let Ok(frame) = frame else {
+                    break;
+                };
+                if let Ok(data) = frame.into_data() {
+                    let room = body_bytes_max - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body: Bytes::from(kept),
+            })
         };
         tokio::time::timeout(timeout, call)
             .await

@@ -23,6 +23,8 @@
 //!   throttles, the document, the engine once open).
 //! - [`config`]: [`ServerConfig`], every limit with its unit and default, built from defaults ←
 //!   TOML file ← `--set` ← flags and environment; `validate()` checks relations at start-up.
+//! - [`notify`]: the notification providers behind the engine's dispatch `Courier` (signed
+//!   webhooks, SMTP through lettre, a Twilio-compatible SMS gateway), over [`adapters`]' client.
 //! - [`auth`]: JWT login tokens, the admin token, the JWT secret. [`throttle`]: the per-e-mail
 //!   and per-address windows of login failures and sign-ups. [`adapters`]: the sign-up adapters;
 //!   [`tls`]: their trust anchors.
@@ -52,6 +54,7 @@ pub mod error;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod router;

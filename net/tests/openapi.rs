@@ -16,7 +16,7 @@
 //!   that grows an undocumented answer fails here (`DELETE .../likes` on one's own post once
 //!   answered an undocumented 403). The walk's server has every `--compat` set on, so the
 //!   compatibility routes are walked too (their 404 when a set is off is documented and seen
-//!   by `net/tests/compat_market.rs`).
+//!   by `net/tests/compat_market.rs` and `net/tests/compat_dispatch.rs`).
 
 mod common;
 
@@ -463,6 +463,25 @@ fn fixtures(addr: std::net::SocketAddr) -> Fixtures {
         200,
     );
     let bucket = &leased["buckets"][0];
+    // Dispatch: a group, a contact in it, a program, an event type, and dispatch 1.
+    for (path, body) in [
+        ("/api/v1/groups", r#"{"name":"walk"}"#),
+        (
+            "/api/v1/contacts",
+            r#"{"name":"walker","email":"walker@example.com","group_ids":[1]}"#,
+        ),
+        ("/api/v1/programs", r#"{"name":"walk","message":"hello"}"#),
+        (
+            "/api/v1/event-types",
+            r#"{"name":"walk","group_ids":[1],"channels":["email"]}"#,
+        ),
+        (
+            "/api/v1/dispatches",
+            r#"{"program_id":1,"event_type_id":1,"start_time":"2020-01-01T00:00:00Z"}"#,
+        ),
+    ] {
+        ok_json(call(addr, "POST", path, Some(ADMIN), Some(body)), 201);
+    }
     Fixtures {
         admin: ADMIN.to_string(),
         alice,
@@ -496,6 +515,8 @@ fn path_variants(template: &str, fixtures: &Fixtures) -> Vec<String> {
             "missing".into(),
             "%01".into(),
         ]
+    } else if template.starts_with("/api/v1/dispatches/{id}") {
+        vec!["1".into(), "999999".into(), "abc".into()]
     } else if template.starts_with("/api/v1/demo/counters/{id}") {
         vec!["1".into(), "abc".into()]
     } else {
@@ -553,6 +574,20 @@ fn valid_body(operation_id: &str, fixtures: &Fixtures, counter: usize) -> Option
         "addHealthReport" => {
             r#"{"level":"info","service":"walk","status":"alive","data":""}"#.to_string()
         }
+        "addGroup" => r#"{"name":"walking"}"#.to_string(),
+        "addProgram" => r#"{"name":"walking","message":"hi"}"#.to_string(),
+        "addEventType" => {
+            r#"{"name":"walking","group_ids":[1],"channels":["sms","email"]}"#.to_string()
+        }
+        "addContact" => {
+            r#"{"name":"walking","phone":"555-555-5555","group_ids":[1],"user_id":1}"#.to_string()
+        }
+        "createDispatch" => {
+            r#"{"program_id":1,"event_type_id":1,"start_time":"2100-01-01T00:00:00Z"}"#.to_string()
+        }
+        "compatDispatch" => {
+            r#"{"start_time":"08/27/2019 21:04","program_id":1,"event_type_id":"1"}"#.to_string()
+        }
         "reportResults" => format!(
             r#"{{"results":[{{"key":"{}","outcome":"yes"}}]}}"#,
             fixtures.bucket_key
@@ -580,6 +615,17 @@ fn other_valid_bodies(operation_id: &str) -> Vec<String> {
         "reportResults" => {
             vec![r#"{"results":[{"key":"walk-not-in-bucket","outcome":"no"}]}"#.to_string()]
         }
+        "addContact" => vec![r#"{"name":"walking","group_ids":[99]}"#.to_string()],
+        "createDispatch" => vec![
+            r#"{"program_id":9,"event_type_id":1,"start_time":"2100-01-01T00:00:00Z"}"#
+                .to_string(),
+            r#"{"program_id":1,"event_type_id":1,"start_time":"2020-01-01T00:00:00Z","condition":{"signal":"btc_eur","op":"<","value":"1"}}"#
+                .to_string(),
+        ],
+        "compatDispatch" => vec![
+            r#"{"start_time":"08/27/2019 21:04","program_id":"9","event_type_id":1}"#.to_string(),
+            r#"{"start_time":"tomorrow","program_id":1,"event_type_id":1}"#.to_string(),
+        ],
         _ => Vec::new(),
     }
 }
@@ -745,6 +791,18 @@ fn every_status_the_server_sends_is_documented_for_its_route() {
         ("compatListOrders", 422, ""),
         ("compatPlaceOrderSlash", 307, ""),
         ("compatListOrdersSlash", 307, ""),
+        ("addContact", 201, ""),
+        ("addContact", 403, "forbidden"),
+        ("addContact", 404, "not_found"),
+        ("createDispatch", 201, ""),
+        ("createDispatch", 404, "not_found"),
+        ("getDispatch", 200, ""),
+        ("getDispatch", 404, "not_found"),
+        ("getDispatchLog", 200, ""),
+        ("listNotifications", 200, ""),
+        ("compatDispatch", 201, ""),
+        ("compatDispatch", 404, "not_found"),
+        ("compatDispatch", 400, "invalid_field"),
     ] {
         assert!(
             reached(id, status, code),

@@ -25,6 +25,7 @@ use clap::{Parser, Subcommand};
 use crate::report::{Outcome, Report};
 
 mod common;
+mod fanout;
 mod file;
 mod load;
 mod market;
@@ -89,6 +90,10 @@ pub enum Command {
     /// the same key); then check the server's orders match the bot's ledger exactly.
     #[command(long_about = MARKET_ABOUT, after_help = EXIT_CODES)]
     Market(MarketArgs),
+    /// One dispatch's fan-out to a loopback webhook receiver: notifications/s, time to the last
+    /// delivery, the API's latency meanwhile, the server's peak RSS.
+    #[command(long_about = fanout::FANOUT_ABOUT)]
+    Fanout(fanout::FanoutArgs),
 }
 
 /// The binary's entry point: parses the command line, runs, prints, returns the exit code.
@@ -127,6 +132,7 @@ where
             Ok(plan) => run_market_plan(plan),
             Err(message) => usage_error(&message),
         },
+        Command::Fanout(args) => fanout::run_fanout(args),
     };
     ExitCode::from(code)
 }

@@ -299,7 +299,14 @@ impl<E: Entity> Handler<TakeSnapshot> for EntityActor<E> {
     fn handle(&mut self, message: TakeSnapshot, _: &mut Self::Context) {
         let taken = self.dirty_floor.take().map(|floor| {
             let mut batch = SnapshotBatch::default();
+            let t = std::time::Instant::now();
             self.state.save(self.key, &mut batch);
+            let took = t.elapsed();
+            // Time the actor's thread spent gathering its snapshot (a long one delays every
+            // message queued behind it; see `Chunked::save_later`).
+            if took > std::time::Duration::from_millis(2) {
+                tracing::debug!(key = ?self.key, ?took, "a slow snapshot save");
+            }
             let deadline = self.state.next_deadline();
             let changed = deadline != self.persisted_deadline;
             self.persisted_deadline = deadline;

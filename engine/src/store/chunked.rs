@@ -160,6 +160,30 @@ impl<K: Ord + Clone, V> Chunked<K, V> {
         }
     }
 
+    /// As [`Chunked::save`], for values behind a shared pointer (`Arc<T>`): the actor's thread
+    /// only clones the changed chunks' keys and pointers, and the checkpointer encodes them
+    /// (the same bytes `save` writes). A re-assigned entry gets a new pointer, so the values
+    /// given here stay as they were at the call.
+    pub fn save_later<T>(&mut self, actor: ActorKey, prefix: &[u8], batch: &mut SnapshotBatch)
+    where
+        K: Serialize + Clone + Send + 'static,
+        V: std::ops::Deref<Target = T> + Clone + Send + 'static,
+        T: Serialize + ?Sized,
+    {
+        for chunk in std::mem::take(&mut self.dirty) {
+            let first = chunk as usize * CHUNK;
+            let end = (first + CHUNK).min(self.slots.len());
+            let entries: Vec<(K, V)> = self.slots[first..end]
+                .iter()
+                .map(|key| (key.clone(), self.map[key].0.clone()))
+                .collect();
+            batch.put_later(actor, &chunk_sub(prefix, chunk), move || {
+                let refs: Vec<(&K, &T)> = entries.iter().map(|(k, v)| (k, &**v)).collect();
+                crate::codec::encode(&refs)
+            });
+        }
+    }
+
     /// Rebuilds the map from its chunks (in any order): `(chunk number, entries in slot order)`.
     /// The result is clean (nothing to save). A missing or duplicate chunk, a short chunk before
     /// the last, an empty chunk or a key in two slots is an `Error::Store` naming `actor`.
@@ -428,5 +452,36 @@ mod tests {
         let mut empty = chunks_of(&filled(2 * CHUNK as u64));
         empty.push((2, Vec::new()));
         assert!(refusal(empty).contains("chunk 2 holds 0 entries"));
+    }
+
+    /// `save_later` writes the bytes `save` writes, made on the applying thread from the
+    /// values as they were at the call: a later re-assignment does not leak into it.
+    #[test]
+    fn save_later_writes_what_save_writes_as_of_the_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plain_dir, shared_dir) = (dir.path().join("plain"), dir.path().join("shared"));
+        let (plain, shared) = (
+            Store::open(&plain_dir, 1 << 20).unwrap(),
+            Store::open(&shared_dir, 1 << 20).unwrap(),
+        );
+        let mut map = filled(70);
+        let mut arcs: Chunked<(u64, u64), std::sync::Arc<u64>> = Chunked::new();
+        for key in map.insertion_order() {
+            arcs.insert_or_assign(*key, std::sync::Arc::new(*map.get(key).unwrap()));
+        }
+        let mut later = SnapshotBatch::default();
+        arcs.save_later(ACTOR, PREFIX, &mut later);
+        // Changed after the call: the batch keeps the value it was given.
+        let first = *arcs.iter().next().unwrap().0;
+        arcs.insert_or_assign(first, std::sync::Arc::new(999));
+        write(&plain, saved(&mut map), 5);
+        write(&shared, later, 5);
+        let read = |store: &Store| {
+            store
+                .scan_sub::<Vec<((u64, u64), u64)>>(ACTOR, PREFIX)
+                .unwrap()
+        };
+        assert_eq!(read(&plain), read(&shared));
+        assert_eq!(read(&plain).len(), 3, "70 entries in chunks of 32");
     }
 }

@@ -161,14 +161,50 @@ pub struct Snapshot {
     pub deadline: Option<Option<u64>>,
 }
 
+/// A part's encoding, run by [`Store::apply`] (the checkpointer's thread), not the actor's.
+type Encode = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 /// A set of snapshot writes for one actor, built on the actor's thread and applied by the
-/// checkpointer once the LSN it reflects is durable.
-#[derive(Debug, Default)]
+/// checkpointer once the LSN it reflects is durable. A part given with [`SnapshotBatch::put_later`]
+/// is encoded when the batch is applied, off the actor's thread: its closure must hold the
+/// values as they are at the call (shared immutable copies), never look at the live state.
+#[derive(Default)]
 pub struct SnapshotBatch {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Indexes into `ops` whose bytes an encoder makes later.
+    later: Vec<(usize, Encode)>,
+}
+
+impl std::fmt::Debug for SnapshotBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotBatch")
+            .field("ops", &self.ops.len())
+            .field("later", &self.later.len())
+            .finish()
+    }
 }
 
 impl SnapshotBatch {
+    /// Writes under the actor's sub-key `sub` the bytes `encode` makes when the batch is
+    /// applied (on the checkpointer's thread). For an actor whose changed parts are many: the
+    /// actor's thread only gathers shared references (see [`Chunked::save_later`]).
+    pub fn put_later(
+        &mut self,
+        key: ActorKey,
+        sub: &[u8],
+        encode: impl FnOnce() -> Vec<u8> + Send + 'static,
+    ) {
+        self.later.push((self.ops.len(), Box::new(encode)));
+        self.ops.push((key.sub_key(sub), Some(Vec::new())));
+    }
+
+    /// Runs the encoders of [`SnapshotBatch::put_later`]'s parts.
+    fn encode_later(&mut self) {
+        for (at, encode) in self.later.drain(..) {
+            self.ops[at].1 = Some(encode());
+        }
+    }
+
     /// Writes `value` under the actor's sub-key `sub` (e.g. `b"profile"`, a post id).
     pub fn put<T: Serialize>(&mut self, key: ActorKey, sub: &[u8], value: &T) {
         self.ops
@@ -409,8 +445,11 @@ impl Store {
     /// Applies snapshots atomically (one write transaction, committed without a sync): for each
     /// actor, its changed parts, the LSN they reflect, and its deadline when it changed
     /// (`Some(None)` clears it). Visible to reads at once; durable after [`Store::flush`].
-    pub fn apply(&self, snapshots: Vec<Snapshot>) -> Result<()> {
+    pub fn apply(&self, mut snapshots: Vec<Snapshot>) -> Result<()> {
         injected(crate::failpoints::STORE_APPLY)?;
+        for snapshot in &mut snapshots {
+            snapshot.parts.encode_later();
+        }
         // One write transaction at a time: from the first group read to the commit, no other
         // apply interleaves (see `packed`'s invariant).
         let mut txn = self.db.begin_write()?;

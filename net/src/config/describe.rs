@@ -1,6 +1,7 @@
 //! `switchyard config`: every key with its effective value, its default and its unit, from
 //! the server's own sections, `[engine]` and each domain's section. A key that proves identity
-//! to a third party (`*_api_key`) is shown only as set or unset.
+//! to a third party (`*_api_key`, `*_secret`, `*_password`, `*_token`) is shown only as set or
+//! unset, and a URL's user-info (`smtp://user:password@host`) as `(hidden)`.
 
 use switchyard_engine::config::DomainConfig;
 use switchyard_engine::EngineConfig;
@@ -46,7 +47,7 @@ pub struct KeyRow {
     pub unit: &'static str,
 }
 
-fn flatten_into(
+pub(super) fn flatten_into(
     prefix: &str,
     value: &serde_json::Value,
     default: &serde_json::Value,
@@ -75,12 +76,25 @@ fn flatten_into(
                 rows,
             ),
             // A key that proves identity to a third party is never printed, only whether it is set.
-            _ if name.ends_with("_api_key") && !inner.is_null() => rows.push(KeyRow {
+            _ if is_secret_key(name) && !inner.is_null() => rows.push(KeyRow {
                 unit: "",
                 value: "set (hidden)".into(),
                 default: shown(default_inner),
                 key,
             }),
+            // A URL's user-info may hold a password (`smtp://user:password@host`).
+            serde_json::Value::String(text) if without_userinfo(text).is_some() => {
+                rows.push(KeyRow {
+                    unit: unit_of(name),
+                    value: shown(
+                        without_userinfo(text)
+                            .map(serde_json::Value::String)
+                            .as_ref(),
+                    ),
+                    default: shown(default_inner),
+                    key,
+                })
+            }
             _ => rows.push(KeyRow {
                 unit: unit_of(name),
                 value: shown(Some(inner)),
@@ -89,6 +103,23 @@ fn flatten_into(
             }),
         }
     }
+}
+
+/// Whether a key's value proves identity (`*_api_key`, `*_secret`, `*_password`, `*_token`):
+/// `switchyard config` shows only whether it is set.
+pub(super) fn is_secret_key(name: &str) -> bool {
+    ["_api_key", "_secret", "_password", "_token"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// `text` with the user-info of its URL replaced by `(hidden)` (`smtp://(hidden)@host:587`), or
+/// `None` when it is not a URL with user-info.
+pub(super) fn without_userinfo(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..authority_end].rfind('@')?;
+    Some(format!("{scheme}://(hidden){}", &rest[at..]))
 }
 
 fn unit_of(name: &str) -> &'static str {

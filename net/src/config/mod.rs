@@ -54,7 +54,6 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub social: SocialSection,
     pub limits: LimitsConfig,
-    pub notify: NotifyConfig,
     /// `[engine]`: the engine's own struct (its serde form skips what other keys set). The
     /// domains' sections are kept in its `sections`.
     pub engine: EngineConfig,
@@ -156,14 +155,6 @@ pub struct LimitsConfig {
     /// Open client connections. A permit is taken before `accept`, so beyond it new connections
     /// wait in the kernel's backlog. Each costs a file descriptor and up to two read buffers.
     pub max_connections: usize,
-}
-
-/// `[notify]`: outbound notifications.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Delivery attempts before a notification is dead-lettered.
-    pub max_attempts: u32,
 }
 
 /// `[server]`: the process itself.
@@ -270,7 +261,6 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             social: SocialSection::default(),
             limits: LimitsConfig::default(),
-            notify: NotifyConfig::default(),
             engine,
             server: ServerSection::default(),
             secrets: Secrets::default(),
@@ -306,12 +296,6 @@ impl Default for LimitsConfig {
             max_in_flight: 2048,
             max_connections: 4096,
         }
-    }
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig { max_attempts: 8 }
     }
 }
 
@@ -429,7 +413,6 @@ impl ServerConfig {
         )?;
         at_least("limits.max_in_flight", limits.max_in_flight, 1)?;
         at_least("limits.max_connections", limits.max_connections, 1)?;
-        at_least("notify.max_attempts", self.notify.max_attempts, 1)?;
         at_least(
             "server.shutdown_deadline_ms",
             self.server.shutdown_deadline_ms,

@@ -52,7 +52,11 @@ fn defaults_match_api_md() {
     assert_eq!(market.rate_limit_per_minute, 60);
     assert_eq!(market.max_price_age_seconds, 300);
     assert_eq!(market.price_source, "simulated");
-    assert_eq!(config.notify.max_attempts, 8);
+    let notify = config
+        .engine_config()
+        .section::<switchyard_engine::dispatch::NotifyConfig>()
+        .clone();
+    assert_eq!(notify.max_attempts, 8);
     assert_eq!(config.server.listen, "127.0.0.1:8080");
     assert_eq!(config.server.data_dir, PathBuf::from("data/state"));
     assert_eq!(config.server.worker_threads, 1);
@@ -317,6 +321,7 @@ fn describe_hides_api_keys() {
     let config = build(&[
         "social.hunter_api_key=hk-secret-1",
         "social.clearbit_api_key=cb-secret-2",
+        "notify.webhook_secret=wh-secret-3",
     ])
     .expect("valid");
     let rows = config.describe(&crate::domains::config_sections());
@@ -332,6 +337,11 @@ fn describe_hides_api_keys() {
         .find(|row| row.key == "social.hunter_api_key")
         .expect("listed");
     assert_eq!(hunter.value, "set (hidden)");
+    let webhook = rows
+        .iter()
+        .find(|row| row.key == "notify.webhook_secret")
+        .expect("listed");
+    assert_eq!(webhook.value, "set (hidden)");
     let port = rows
         .iter()
         .find(|row| row.key == "server.listen")
@@ -341,6 +351,79 @@ fn describe_hides_api_keys() {
         "other values are shown: {}",
         port.value
     );
+
+    // `[notify]`'s secrets. The section reaches `describe()` only once the dispatch domain
+    // registers it on the server, so the rows are made from its keys directly, through the same
+    // flattening `describe()` uses.
+    let value = serde_json::json!({"notify": {
+        "webhook_secret": "wh-secret-3",
+        "smtp_password": "pw-secret-4",
+        "sms_auth_token": "tok-secret-5",
+        "smtp_url": "smtp://mailer:pw-secret-6@mail.example.com:587",
+        "sms_url": "https://api.twilio.com",
+        "smtp_user": "mailer",
+        "provider_timeout_ms": 10000,
+    }});
+    let defaults = serde_json::json!({"notify": {"webhook_secret": null, "smtp_url": null}});
+    let mut rows = Vec::new();
+    super::describe::flatten_into("", &value, &defaults, &mut rows);
+    let shown = |key: &str| {
+        rows.iter()
+            .find(|row| row.key == key)
+            .unwrap_or_else(|| panic!("{key} listed"))
+            .value
+            .clone()
+    };
+    for row in &rows {
+        assert!(!row.value.contains("secret"), "{} shows its value", row.key);
+    }
+    for key in [
+        "notify.webhook_secret",
+        "notify.smtp_password",
+        "notify.sms_auth_token",
+    ] {
+        assert_eq!(shown(key), "set (hidden)", "{key}");
+    }
+    assert_eq!(
+        shown("notify.smtp_url"),
+        "\"smtp://(hidden)@mail.example.com:587\""
+    );
+    assert_eq!(shown("notify.sms_url"), "\"https://api.twilio.com\"");
+    assert_eq!(shown("notify.smtp_user"), "\"mailer\"");
+    assert_eq!(shown("notify.provider_timeout_ms"), "10000");
+}
+
+#[test]
+fn secret_key_and_userinfo_rules() {
+    use super::describe::{is_secret_key, without_userinfo};
+    for name in [
+        "hunter_api_key",
+        "webhook_secret",
+        "smtp_password",
+        "admin_token",
+    ] {
+        assert!(is_secret_key(name), "{name}");
+    }
+    for name in [
+        "smtp_user",
+        "secret_count",
+        "verified_token_cache_entries",
+        "smtp_url",
+    ] {
+        assert!(!is_secret_key(name), "{name}");
+    }
+    let check = |text: &str, expected: Option<&str>| {
+        assert_eq!(without_userinfo(text).as_deref(), expected, "{text}");
+    };
+    check("smtp://u:p@host:25", Some("smtp://(hidden)@host:25"));
+    check("smtps://u@host", Some("smtps://(hidden)@host"));
+    check(
+        "https://a:b@host/path?q=x@y",
+        Some("https://(hidden)@host/path?q=x@y"),
+    );
+    check("https://host/path?to=a@b", None);
+    check("smtp://host:25", None);
+    check("user@example.com", None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The domains' HTTP surfaces, one folder (or file) each, registered by one line:
-//! `domains!(demo, social, work, market)` below. A domain module owns its routes and handlers, its
-//! request and response types (which the OpenAPI generator describes), its OpenAPI parts (tag,
+//! `domains!(demo, social, work, market, dispatch)` below. A domain module owns its routes and
+//! handlers, its request and response types (which the OpenAPI generator describes), its
+//! OpenAPI parts (tag,
 //! security scheme, error codes, a section of the introduction) and its `/metrics` lines, and
 //! exposes them as `pub const DOMAIN: HttpDomain`. The server's own routes (`/healthz`,
 //! `/readyz`, `/metrics`, `/api/v1/openapi.json`, `/docs`) are not a domain: see
@@ -112,4 +113,4 @@ macro_rules! domains {
     };
 }
 
-domains!(demo, social, work, market);
+domains!(demo, social, work, market, dispatch);

@@ -444,6 +444,18 @@ impl Op {
         self
     }
 
+    /// Another content type of the last response added, its schema inline: a route that
+    /// answers one status in two formats by the request's `Accept` (JSON or text).
+    pub fn content(mut self, content_type: &str, schema: Schema) -> Op {
+        let Some((_, RefOr::T(response))) = self.responses.last_mut() else {
+            panic!("a content type needs a response written before it");
+        };
+        response
+            .content
+            .insert(content_type.to_string(), Content::new(Some(schema)));
+        self
+    }
+
     /// A success with no body (204).
     pub fn no_content(mut self, status: u16, description: &str) -> Op {
         let response = ResponseBuilder::new().description(description).build();
