@@ -18,7 +18,7 @@
 //! its position; an offset page of one user's orders (the compatibility routes' contract) is an
 //! index into that vector and `limit` steps, whatever the offset.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -154,13 +154,16 @@ pub struct OrderBook {
     total_sats: u64,
     next_id: u64,
     orders: BTreeMap<u64, Order>,
-    by_user: HashMap<u64, Vec<u64>>,
-    keys: HashMap<(u64, String), KeyEntry>,
+    // Ordered maps, not hash maps, for everything that grows with orders or users: a std
+    // HashMap doubles all at once, and at 229k idempotency keys that rehash held this actor,
+    // and every order behind it, for about 60 ms (measured at 21,700 orders/s).
+    by_user: BTreeMap<u64, Vec<u64>>,
+    keys: BTreeMap<(u64, String), KeyEntry>,
     /// (expiry, user, key) of every remembered key, for the expiry timer.
     expiries: BTreeSet<(Millis, u64, String)>,
     totals_dirty: bool,
     /// The key each keyed order was placed with, and the key's expiry (for the chunks).
-    order_keys: HashMap<u64, (String, Millis)>,
+    order_keys: BTreeMap<u64, (String, Millis)>,
     /// Chunks that gained orders since the last snapshot.
     chunks_dirty: BTreeSet<u64>,
 }
@@ -566,7 +569,11 @@ impl Entity for OrderBook {
                     key: self.order_keys.get(id).cloned(),
                 })
                 .collect();
-            batch.put(key, &chunk_sub(chunk), &Part::Chunk(entries));
+            // Encoded by the checkpointer, not here: a pass may carry tens of thousands of new
+            // orders, and every order waits while this actor is busy (`put_later`).
+            batch.put_later(key, &chunk_sub(chunk), move || {
+                crate::codec::encode(&Part::Chunk(entries))
+            });
             self.forget_keys_of_full_chunk(chunk);
         }
     }
