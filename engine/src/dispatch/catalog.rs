@@ -13,109 +13,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 
-use super::courier::Channel;
-use super::job::{Condition, DispatchSpec, Status};
-use super::{singleton, DispatchEvent, NotifyConfig, CATALOG, DISPATCH, FANOUT_EFFECT};
+pub use super::model::{Contact, EventType, Group, Item, Program, Summary, Totals};
+use super::model::{fanout_effect, Condition, DispatchSpec, Status};
+use super::{DispatchEvent, NotifyConfig, CATALOG, DISPATCH};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::market::Quote;
-use crate::runtime::outbox::{self, Effect};
+use crate::runtime::outbox;
 use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{Chunked, SnapshotBatch, Store};
 use crate::Page;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Program {
-    pub id: u64,
-    pub name: String,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventType {
-    pub id: u64,
-    pub name: String,
-    pub group_ids: Vec<u64>,
-    /// In order of preference: failover goes to the next one.
-    pub channels: Vec<Channel>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Group {
-    pub id: u64,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Contact {
-    pub id: u64,
-    pub name: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub webhook_url: Option<String>,
-    pub group_ids: Vec<u64>,
-    pub user_id: Option<u64>,
-}
-
-impl Contact {
-    /// The contact's address on `channel`, if it has one.
-    pub fn address(&self, channel: Channel) -> Option<&str> {
-        match channel {
-            Channel::Sms => self.phone.as_deref(),
-            Channel::Email => self.email.as_deref(),
-            Channel::Webhook => self.webhook_url.as_deref(),
-        }
-    }
-}
-
-/// A new catalog item (validated by `super::validate`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Item {
-    Program(Program),
-    EventType(EventType),
-    Group(Group),
-    Contact(Contact),
-}
-
-/// What the catalog keeps of a dispatch (the listing of notifications skips by it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    pub id: u64,
-    pub status: Status,
-    pub group_ids: Vec<u64>,
-    pub contacts_through: u64,
-    /// Notifications by status: queued, failed, sent, dead.
-    pub counts: [u64; 4],
-    /// The condition it waits for, while it does.
-    pub waiting: Option<Condition>,
-    /// Notifications re-sent after a restart found them claimed without an outcome.
-    pub possible_duplicates: u64,
-}
-
-/// Every dispatch's counts added up (for `/metrics`; derived, kept by `apply`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    /// Dispatches by status: scheduled, waiting_condition, sending, done.
-    pub dispatches: [u64; 4],
-    /// Notifications by status: queued, failed, sent, dead.
-    pub notifications: [u64; 4],
-    pub possible_duplicates: u64,
-}
-
-impl Totals {
-    fn add(&mut self, summary: &Summary, sign: i64) {
-        let step = |value: &mut u64, by: u64| {
-            *value = if sign > 0 { *value + by } else { value.saturating_sub(by) };
-        };
-        step(&mut self.dispatches[summary.status as usize], 1);
-        for (total, count) in self.notifications.iter_mut().zip(summary.counts) {
-            step(total, count);
-        }
-        step(&mut self.possible_duplicates, summary.possible_duplicates);
-    }
-}
 
 /// Which item list a command is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,26 +332,6 @@ impl Catalog {
     }
 }
 
-/// The effect that pages dispatch `id`'s recipients after page `seq - 1` (see `delivery`).
-pub(crate) fn fanout_effect(id: u64, seq: u32) -> Effect {
-    Effect {
-        kind: FANOUT_EFFECT.into(),
-        key: format!("dispatch-{id}-fanout-{seq}"),
-        payload: crate::codec::encode(&(id, seq)),
-    }
-}
-
-impl Item {
-    pub fn id(&self) -> u64 {
-        match self {
-            Item::Program(p) => p.id,
-            Item::EventType(e) => e.id,
-            Item::Group(g) => g.id,
-            Item::Contact(c) => c.id,
-        }
-    }
-}
-
 impl Entity for Catalog {
     const KIND: Kind = CATALOG;
     type Event = DispatchEvent;
@@ -572,11 +460,6 @@ fn load_contacts(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Contac
         chunks.push((u32::from_be_bytes(chunk), entries));
     }
     Chunked::from_chunks(key, CONTACTS, chunks)
-}
-
-/// The catalog's key.
-pub(crate) fn key() -> ActorKey {
-    singleton(CATALOG)
 }
 
 impl CatalogReply {

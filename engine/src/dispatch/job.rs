@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{self, Contact, Summary};
+use super::model::{batch_effect, catalog_key, fanout_effect};
 pub use super::model::*;
 use super::model::{describe_created, describe_fired, fired_by};
 use super::courier::{Channel, Message, Outcome};
@@ -39,7 +39,7 @@ use super::{DispatchEvent, NotifyConfig, DISPATCH, NOTIFICATIONS_PER_DISPATCH};
 use crate::clock::Millis;
 use crate::error::{Error, Result};
 use crate::market::Quote;
-use crate::runtime::outbox::{self, Effect};
+use crate::runtime::outbox;
 use crate::runtime::{ActorKey, Ctx, Decision, Entity, Event, Kind};
 use crate::store::{Chunked, SnapshotBatch, Store};
 
@@ -203,14 +203,14 @@ impl Job {
                 }),
             ),
             (
-                catalog::key(),
+                catalog_key(),
                 Event::new(DispatchEvent::Summarized(Self::summary(
                     header,
                     Status::Sending,
                     header.counts,
                 ))),
             ),
-            outbox::effect(catalog::fanout_effect(header.spec.id, header.fanout_seq)),
+            outbox::effect(fanout_effect(header.spec.id, header.fanout_seq)),
         ]
     }
 
@@ -345,11 +345,11 @@ impl Job {
             }),
         ));
         events.push((
-            catalog::key(),
+            catalog_key(),
             Event::new(DispatchEvent::Summarized(Self::summary(header, status, counts))),
         ));
         if resume {
-            events.push(outbox::effect(catalog::fanout_effect(
+            events.push(outbox::effect(fanout_effect(
                 header.spec.id,
                 header.fanout_seq,
             )));
@@ -432,11 +432,11 @@ impl Job {
             events.push(outbox::effect(batch_effect(header.spec.id, *batch, *channel)));
         }
         if ask_next {
-            events.push(outbox::effect(catalog::fanout_effect(header.spec.id, seq + 1)));
+            events.push(outbox::effect(fanout_effect(header.spec.id, seq + 1)));
         }
         if done {
             events.push((
-                catalog::key(),
+                catalog_key(),
                 Event::new(DispatchEvent::Summarized(Self::summary(
                     header,
                     Status::Done,
@@ -448,7 +448,7 @@ impl Job {
         counts[NoteStatus::Queued.index()] += notes.len() as u64;
         if has_batch && !done {
             events.push((
-                catalog::key(),
+                catalog_key(),
                 Event::new(DispatchEvent::Summarized(Self::summary(header, header.status, counts))),
             ));
         }
@@ -577,15 +577,6 @@ fn load_notes(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Notificat
     Chunked::from_chunks(key, NOTES, chunks)
 }
 
-/// The effect that delivers batch `batch` of dispatch `id` (see `delivery`).
-pub(crate) fn batch_effect(id: u64, batch: u32, channel: Channel) -> Effect {
-    Effect {
-        kind: super::batch_kind(channel).into(),
-        key: format!("dispatch-{id}-batch-{batch}"),
-        payload: crate::codec::encode(&(id, batch)),
-    }
-}
-
 impl Entity for Job {
     const KIND: Kind = DISPATCH;
     type Event = DispatchEvent;
@@ -656,7 +647,7 @@ impl Entity for Job {
                             events: vec![
                                 (ctx.key, Event::new(DispatchEvent::Expired { at_ms: ctx.now_ms })),
                                 (
-                                    catalog::key(),
+                                    catalog_key(),
                                     Event::new(DispatchEvent::Summarized(Self::summary(
                                         header,
                                         Status::Done,
@@ -679,7 +670,7 @@ impl Entity for Job {
                     events: vec![
                         (ctx.key, Event::new(DispatchEvent::Waiting { at_ms: ctx.now_ms })),
                         (
-                            catalog::key(),
+                            catalog_key(),
                             Event::new(DispatchEvent::Summarized(Self::summary(
                                 header,
                                 Status::WaitingCondition,

@@ -38,7 +38,8 @@ use crate::error::{Error, Result};
 use crate::runtime::{ActorKey, Domain, DomainEvent, Kind, Registry};
 use crate::Page;
 
-pub use catalog::{Contact, EventType, Group, Item, ItemKind, Program, Summary, Totals};
+pub use catalog::ItemKind;
+pub use model::{Contact, EventType, Group, Item, Program, Summary, Totals};
 pub use config::NotifyConfig;
 pub use courier::{Channel, Courier, Message, OfflineCourier, Outcome};
 pub use job::{Condition, Fired, LogLine, NoteStatus, Notification, Op, Status, View};

@@ -1,14 +1,17 @@
-//! The dispatch domain's values: a dispatch's status and condition, its spec as created, a
-//! notification and its status, a log line; and the retry delay (full jitter, `Retry-After`).
-//! Pure data and functions: the actors that hold them are in `job.rs` and `catalog.rs`.
+//! The dispatch domain's values: the catalog's items and a dispatch's summary, a dispatch's
+//! status and condition, its spec as created, a notification and its status, a log line; the
+//! retry delay (full jitter, `Retry-After`); the effects and keys the actors name each other by.
+//! Pure data and functions, below both actors: `catalog.rs` and `job.rs` import from here and
+//! never from each other.
 
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{EventType, Program};
 use super::courier::Channel;
-use super::NotifyConfig;
+use super::{singleton, NotifyConfig, CATALOG, FANOUT_EFFECT};
+use crate::runtime::outbox::Effect;
+use crate::runtime::ActorKey;
 use crate::clock::Millis;
 use crate::market::{Quote, Rate};
 
@@ -277,4 +280,129 @@ pub(crate) fn describe_fired(spec: &DispatchSpec, fired: &Fired) -> String {
         fired.price,
         crate::clock::rfc3339(fired.price_at_ms)
     )
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub id: u64,
+    pub name: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventType {
+    pub id: u64,
+    pub name: String,
+    pub group_ids: Vec<u64>,
+    /// In order of preference: failover goes to the next one.
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: u64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: u64,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub webhook_url: Option<String>,
+    pub group_ids: Vec<u64>,
+    pub user_id: Option<u64>,
+}
+
+impl Contact {
+    /// The contact's address on `channel`, if it has one.
+    pub fn address(&self, channel: Channel) -> Option<&str> {
+        match channel {
+            Channel::Sms => self.phone.as_deref(),
+            Channel::Email => self.email.as_deref(),
+            Channel::Webhook => self.webhook_url.as_deref(),
+        }
+    }
+}
+
+/// A new catalog item (validated by `super::validate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Item {
+    Program(Program),
+    EventType(EventType),
+    Group(Group),
+    Contact(Contact),
+}
+
+/// What the catalog keeps of a dispatch (the listing of notifications skips by it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: u64,
+    pub status: Status,
+    pub group_ids: Vec<u64>,
+    pub contacts_through: u64,
+    /// Notifications by status: queued, failed, sent, dead.
+    pub counts: [u64; 4],
+    /// The condition it waits for, while it does.
+    pub waiting: Option<Condition>,
+    /// Notifications re-sent after a restart found them claimed without an outcome.
+    pub possible_duplicates: u64,
+}
+
+/// Every dispatch's counts added up (for `/metrics`; derived, kept by `apply`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Dispatches by status: scheduled, waiting_condition, sending, done.
+    pub dispatches: [u64; 4],
+    /// Notifications by status: queued, failed, sent, dead.
+    pub notifications: [u64; 4],
+    pub possible_duplicates: u64,
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, summary: &Summary, sign: i64) {
+        let step = |value: &mut u64, by: u64| {
+            *value = if sign > 0 { *value + by } else { value.saturating_sub(by) };
+        };
+        step(&mut self.dispatches[summary.status as usize], 1);
+        for (total, count) in self.notifications.iter_mut().zip(summary.counts) {
+            step(total, count);
+        }
+        step(&mut self.possible_duplicates, summary.possible_duplicates);
+    }
+}
+
+/// The effect that pages dispatch `id`'s recipients after page `seq - 1` (see `delivery`).
+pub(crate) fn fanout_effect(id: u64, seq: u32) -> Effect {
+    Effect {
+        kind: FANOUT_EFFECT.into(),
+        key: format!("dispatch-{id}-fanout-{seq}"),
+        payload: crate::codec::encode(&(id, seq)),
+    }
+}
+
+impl Item {
+    pub fn id(&self) -> u64 {
+        match self {
+            Item::Program(p) => p.id,
+            Item::EventType(e) => e.id,
+            Item::Group(g) => g.id,
+            Item::Contact(c) => c.id,
+        }
+    }
+}
+
+/// The catalog's key.
+pub(crate) fn catalog_key() -> ActorKey {
+    singleton(CATALOG)
+}
+
+/// The effect that delivers batch `batch` of dispatch `id` (see `delivery`).
+pub(crate) fn batch_effect(id: u64, batch: u32, channel: Channel) -> Effect {
+    Effect {
+        kind: super::batch_kind(channel).into(),
+        key: format!("dispatch-{id}-batch-{batch}"),
+        payload: crate::codec::encode(&(id, batch)),
+    }
 }
