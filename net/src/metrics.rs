@@ -215,6 +215,11 @@ pub fn encode(out: &mut String, register: impl FnOnce(&mut Registry)) {
     encode_registry(out, &registry);
 }
 
+/// A count as a Prometheus gauge value (`i64`), saturating (counts never come near `i64::MAX`).
+pub fn gauge(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 fn encode_registry(out: &mut String, registry: &Registry) {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode_registry(out, registry);

@@ -215,31 +215,19 @@ impl Catalog {
     fn list(&self, kind: ItemKind, after: Option<u64>, limit: usize) -> Page<Item> {
         let after = after.unwrap_or(0);
         let limit = limit.max(1);
-        let items: Vec<Item> = match kind {
-            ItemKind::Program => self
-                .programs
-                .range(after + 1..)
-                .take(limit + 1)
-                .map(|(_, v)| Item::Program(v.clone()))
-                .collect(),
-            ItemKind::EventType => self
-                .event_types
-                .range(after + 1..)
-                .take(limit + 1)
-                .map(|(_, v)| Item::EventType(v.clone()))
-                .collect(),
-            ItemKind::Group => self
-                .groups
-                .range(after + 1..)
-                .take(limit + 1)
-                .map(|(_, v)| Item::Group(v.clone()))
-                .collect(),
-            ItemKind::Contact => self
-                .contacts
-                .range(after + 1..)
-                .take(limit + 1)
-                .map(|(_, v)| Item::Contact(Contact::clone(v)))
-                .collect(),
+        // Up to `limit + 1` items after `after`, ascending (one more tells a next page).
+        fn first<V>(map: &Chunked<u64, V>, after: u64, limit: usize, item: impl Fn(&V) -> Item) -> Vec<Item> {
+            map.range(after + 1..).take(limit + 1).map(|(_, v)| item(v)).collect()
+        }
+        let items = match kind {
+            ItemKind::Program => first(&self.programs, after, limit, |p| Item::Program(p.clone())),
+            ItemKind::EventType => {
+                first(&self.event_types, after, limit, |e| Item::EventType(e.clone()))
+            }
+            ItemKind::Group => first(&self.groups, after, limit, |g| Item::Group(g.clone())),
+            ItemKind::Contact => {
+                first(&self.contacts, after, limit, |c| Item::Contact(Contact::clone(c)))
+            }
         };
         crate::market::book::page_of(items, limit, Item::id)
     }
@@ -344,7 +332,7 @@ impl Entity for Catalog {
             programs: Chunked::load(store, key, PROGRAMS)?,
             event_types: Chunked::load(store, key, EVENT_TYPES)?,
             groups: Chunked::load(store, key, GROUPS)?,
-            contacts: load_contacts(store, key)?,
+            contacts: Chunked::load_mapped(store, key, CONTACTS, Arc::new)?,
             dispatches: Chunked::load(store, key, DISPATCHES)?,
             ..Catalog::default()
         };
@@ -447,19 +435,6 @@ impl Entity for Catalog {
         self.contacts.save_later(key, CONTACTS, batch);
         self.dispatches.save(key, DISPATCHES, batch);
     }
-}
-
-/// The contacts of the catalog's snapshot (as `Chunked::save_later` writes them).
-fn load_contacts(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Contact>>> {
-    let mut chunks = Vec::new();
-    for (name, entries) in store.scan_sub::<Vec<(u64, Contact)>>(key, CONTACTS)? {
-        let chunk: [u8; 4] = name.as_slice().try_into().map_err(|_| {
-            Error::Store(format!("{key:?}: a contacts chunk key of {} bytes", name.len()))
-        })?;
-        let entries = entries.into_iter().map(|(id, c)| (id, Arc::new(c))).collect();
-        chunks.push((u32::from_be_bytes(chunk), entries));
-    }
-    Chunked::from_chunks(key, CONTACTS, chunks)
 }
 
 impl CatalogReply {

@@ -562,21 +562,6 @@ impl Job {
     }
 }
 
-/// The notifications of a dispatch's snapshot (chunks of `(id, Notification)`, as
-/// `Chunked::save_later` writes them).
-fn load_notes(store: &Store, key: ActorKey) -> Result<Chunked<u64, Arc<Notification>>> {
-    let mut chunks = Vec::new();
-    for (name, entries) in store.scan_sub::<Vec<(u64, Notification)>>(key, NOTES)? {
-        let chunk: [u8; 4] = name
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Store(format!("{key:?}: a notifications chunk key of {} bytes", name.len())))?;
-        let entries = entries.into_iter().map(|(id, n)| (id, Arc::new(n))).collect();
-        chunks.push((u32::from_be_bytes(chunk), entries));
-    }
-    Chunked::from_chunks(key, NOTES, chunks)
-}
-
 impl Entity for Job {
     const KIND: Kind = DISPATCH;
     type Event = DispatchEvent;
@@ -587,7 +572,7 @@ impl Entity for Job {
         let key = ActorKey::new(DISPATCH, id);
         let mut job = Job {
             header: store.get::<Header>(key, HEADER)?,
-            notes: load_notes(store, key)?,
+            notes: Chunked::load_mapped(store, key, NOTES, Arc::new)?,
             log: Chunked::load(store, key, LOG)?,
             ..Job::default()
         };

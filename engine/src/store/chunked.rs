@@ -246,8 +246,22 @@ impl<K: Ord + Clone, V> Chunked<K, V> {
         K: DeserializeOwned,
         V: DeserializeOwned,
     {
+        Self::load_mapped(store, actor, prefix, |value: V| value)
+    }
+
+    /// As [`Chunked::load`], each stored value `T` made into `V` by `map` (`Arc::new` for a
+    /// map saved with [`Chunked::save_later`]).
+    pub fn load_mapped<T: DeserializeOwned>(
+        store: &Store,
+        actor: ActorKey,
+        prefix: &[u8],
+        map: impl Fn(T) -> V,
+    ) -> Result<Self>
+    where
+        K: DeserializeOwned,
+    {
         let mut chunks = Vec::new();
-        for (name, entries) in store.scan_sub::<Vec<(K, V)>>(actor, prefix)? {
+        for (name, entries) in store.scan_sub::<Vec<(K, T)>>(actor, prefix)? {
             let chunk: [u8; 4] = name.as_slice().try_into().map_err(|_| {
                 refused(
                     actor,
@@ -255,6 +269,7 @@ impl<K: Ord + Clone, V> Chunked<K, V> {
                     format!("bad chunk key suffix of {} bytes", name.len()),
                 )
             })?;
+            let entries = entries.into_iter().map(|(k, t)| (k, map(t))).collect();
             chunks.push((u32::from_be_bytes(chunk), entries));
         }
         Self::from_chunks(actor, prefix, chunks)

@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use switchyard_engine::dispatch::{NoteStatus, Status};
 
 use crate::app::App;
+use crate::metrics::gauge;
 use crate::domains::MetricsFuture;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -16,9 +17,6 @@ struct StatusLabels {
     status: &'static str,
 }
 
-fn gauge(count: u64) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
-}
 
 pub(super) fn metrics<'a>(app: &'a App, out: &'a mut String) -> MetricsFuture<'a> {
     Box::pin(async move {

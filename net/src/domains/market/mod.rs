@@ -539,7 +539,7 @@ fn metrics<'a>(app: &'a App, out: &'a mut String) -> MetricsFuture<'a> {
         crate::metrics::encode(out, |registry| {
             let gauge = |value: u64| {
                 let gauge = Gauge::<i64>::default();
-                gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.set(crate::metrics::gauge(value));
                 gauge
             };
             registry.register("switchyard_market_orders", "Orders in the book", gauge(orders));

@@ -30,6 +30,7 @@ use utoipa::openapi::path::Parameter;
 
 use super::{HttpDomain, MetricsFuture};
 use crate::app::App;
+use crate::metrics::gauge;
 use crate::auth;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
@@ -259,11 +260,6 @@ fn metrics<'a>(app: &'a App, out: &'a mut String) -> MetricsFuture<'a> {
             }
         });
     })
-}
-
-/// A count as a gauge value (saturating: counts never come near `i64::MAX`).
-fn gauge(count: u64) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// The bearer token of a client route (401 `unauthenticated` when absent). Whether it is a valid
